@@ -1,0 +1,164 @@
+"""The one way into the kernel: pack configurations and workloads, simulate, unpack.
+
+`run`, `grid` and the tests all call `simulate`; a single configuration is a batch of one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from blis_sweep.sim_config import SimConfig
+from blis_sweep.workload_arrays import Workload
+from kernels import layout as L
+from kernels.engine import simulate_batch_nb
+from kernels.hashing import power_table_nb
+
+MAX_CAPACITY_RETRIES = 6
+
+
+@dataclass
+class BatchResult:
+    """Kernel output for a batch: metric blocks and optional per-request arrays."""
+
+    cluster: np.ndarray  # [C, N_METRICS]
+    instances: np.ndarray  # [C, max_instances, N_METRICS] (empty second axis when not requested)
+    req_ttft: np.ndarray  # [C, n] ticks, first-token time relative to arrival
+    req_e2e: np.ndarray  # [C, n] ticks
+    req_itl_sum: np.ndarray  # [C, n] ticks, sum of the request's inter-token latencies
+    req_sched: np.ndarray  # [C, n] ticks, last scheduling delay
+    req_flags: np.ndarray  # [C, n] kernels.layout.RF_* bits
+    req_instance: np.ndarray  # [C, n]
+
+
+def pack_configs(configs: list[SimConfig], workload_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Struct-of-arrays rows for the kernel (see kernels.layout)."""
+    n = len(configs)
+    ci = np.zeros((n, L.N_CFG_INT), dtype=np.int64)
+    cf = np.zeros((n, L.N_CFG_FLOAT), dtype=np.float64)
+    for k, (cfg, w) in enumerate(zip(configs, workload_ids)):
+        ci[k, L.CI_TOTAL_KV_BLOCKS] = cfg.total_kv_blocks
+        ci[k, L.CI_BLOCK_SIZE] = cfg.block_size
+        ci[k, L.CI_MAX_RUNNING] = cfg.max_running_reqs
+        ci[k, L.CI_MAX_SCHED_TOKENS] = cfg.max_scheduled_tokens
+        ci[k, L.CI_LONG_PREFILL] = cfg.long_prefill_token_threshold
+        ci[k, L.CI_HORIZON] = cfg.horizon
+        ci[k, L.CI_SCHEDULER] = int(cfg.scheduler)
+        ci[k, L.CI_PRIORITY] = int(cfg.priority_policy)
+        ci[k, L.CI_WORKLOAD] = w
+        ci[k, L.CI_NUM_INSTANCES] = cfg.num_instances
+        ci[k, L.CI_ADMISSION] = int(cfg.admission_policy)
+        ci[k, L.CI_ADMISSION_LATENCY] = cfg.admission_latency
+        ci[k, L.CI_ROUTING_LATENCY] = cfg.routing_latency
+        ci[k, L.CI_ROUTING] = int(cfg.routing_policy)
+        ci[k, L.CI_CAPACITY_SCALE] = 1
+        ci[k, L.CI_KV_CPU_BLOCKS] = cfg.kv_cpu_blocks
+        ci[k, L.CI_KV_TRANSFER_BASE_LATENCY] = cfg.kv_transfer_base_latency
+        cf[k, L.CF_ALPHA0:L.CF_ALPHA2 + 1] = cfg.alpha_coeffs[:3]
+        cf[k, L.CF_BETA0:L.CF_BETA2 + 1] = cfg.beta_coeffs[:3]
+        cf[k, L.CF_BUCKET_CAPACITY] = cfg.token_bucket_capacity
+        cf[k, L.CF_BUCKET_REFILL] = cfg.token_bucket_refill_rate
+        cf[k, L.CF_CACHE_WEIGHT] = cfg.routing_cache_weight
+        cf[k, L.CF_LOAD_WEIGHT] = cfg.routing_load_weight
+        cf[k, L.CF_KV_OFFLOAD_THRESHOLD] = cfg.kv_offload_threshold
+        cf[k, L.CF_KV_TRANSFER_BANDWIDTH] = cfg.kv_transfer_bandwidth
+        rf = cfg.roofline
+        if rf is not None:
+            ci[k, L.CI_ROOFLINE] = 1
+            ci[k, L.CI_TP] = rf.tp
+            cf[k, L.CF_NUM_LAYERS] = rf.num_layers
+            cf[k, L.CF_HIDDEN] = rf.hidden_dim
+            cf[k, L.CF_HEADS] = rf.num_heads
+            cf[k, L.CF_KV_HEADS] = rf.num_kv_heads
+            cf[k, L.CF_INTERMEDIATE] = rf.intermediate_dim
+            cf[k, L.CF_BYTES_PER_PARAM] = rf.bytes_per_param
+            cf[k, L.CF_TFLOPS] = rf.tflops_peak
+            cf[k, L.CF_BW_TBS] = rf.bw_peak_tbs
+            cf[k, L.CF_BW_EFF] = rf.bw_eff_constant
+            cf[k, L.CF_T_OVERHEAD] = rf.t_overhead_micros
+            cf[k, L.CF_PER_LAYER_OVERHEAD] = rf.per_layer_overhead
+            cf[k, L.CF_MFU_PREFILL] = rf.mfu_prefill
+            cf[k, L.CF_MFU_DECODE] = rf.mfu_decode
+            cf[k, L.CF_ALLREDUCE] = rf.all_reduce_latency
+    return ci, cf
+
+
+@dataclass(frozen=True)
+class PackedWorkloads:
+    start: np.ndarray
+    count: np.ndarray
+    arrival: np.ndarray
+    in_len: np.ndarray
+    out_len: np.ndarray
+    seq_off: np.ndarray
+    prefix_hash: np.ndarray
+    id_rank: np.ndarray
+
+    @property
+    def max_requests(self) -> int:
+        return int(self.count.max()) if self.count.size else 0
+
+
+def pack_workloads(workloads: list[Workload]) -> PackedWorkloads:
+    """Concatenate workloads; per-request sequence offsets become absolute."""
+    counts = np.array([w.num_requests for w in workloads], dtype=np.int64)
+    starts = np.zeros(len(workloads), dtype=np.int64)
+    if len(workloads) > 1:
+        np.cumsum(counts[:-1], out=starts[1:])
+    hash_base = 0
+    seq_offs = []
+    for w in workloads:
+        seq_offs.append(w.seq_offset[:-1] + hash_base)
+        hash_base += int(w.seq_offset[-1])
+    return PackedWorkloads(
+        start=starts,
+        count=counts,
+        arrival=np.concatenate([w.arrival_ticks for w in workloads]),
+        in_len=np.concatenate([w.input_len for w in workloads]),
+        out_len=np.concatenate([w.output_len for w in workloads]),
+        seq_off=np.concatenate(seq_offs),
+        prefix_hash=np.concatenate([w.prefix_hash for w in workloads]),
+        id_rank=np.concatenate([w.id_rank for w in workloads]),
+    )
+
+
+def simulate(configs: list[SimConfig], workloads: list[Workload], workload_ids: list[int],
+             per_request: bool = False, per_instance: bool = False,
+             packed: PackedWorkloads | None = None) -> BatchResult:
+    """Simulate configs[k] on workloads[workload_ids[k]], all in one kernel call."""
+    packed = packed or pack_workloads(workloads)
+    ci, cf = pack_configs(configs, workload_ids)
+    n_cfg = len(configs)
+    max_bs = int(ci[:, L.CI_BLOCK_SIZE].max()) if n_cfg else 1
+    pow_table = power_table_nb(max_bs)
+    n_req = packed.max_requests if per_request else 0
+    n_inst = int(ci[:, L.CI_NUM_INSTANCES].max()) if (per_instance and n_cfg) else 0
+    cluster = np.full((n_cfg, L.N_METRICS), np.nan)
+    instances = np.full((n_cfg, n_inst, L.N_METRICS), np.nan)
+    req = [np.zeros((n_cfg, n_req), dtype=np.int64) for _ in range(6)]
+    todo = np.arange(n_cfg)
+    for _attempt in range(MAX_CAPACITY_RETRIES):
+        sub_ci = ci[todo]
+        sub = _run_kernel(sub_ci, cf[todo], packed, pow_table, n_inst, n_req)
+        cluster[todo] = sub[0]
+        instances[todo] = sub[1]
+        for full, part in zip(req, sub[2:]):
+            full[todo] = part
+        retry = todo[cluster[todo, L.M_STATUS] == L.STATUS_CAPACITY]
+        if retry.size == 0:
+            break
+        ci[retry, L.CI_CAPACITY_SCALE] *= 4
+        todo = retry
+    else:
+        raise RuntimeError("kernel working memory estimate failed repeatedly; this is a bug")
+    return BatchResult(cluster, instances, *req)
+
+
+def _run_kernel(ci, cf, packed: PackedWorkloads, pow_table, n_inst, n_req):
+    n_cfg = ci.shape[0]
+    cluster = np.full((n_cfg, L.N_METRICS), np.nan)
+    instances = np.full((n_cfg, n_inst, L.N_METRICS), np.nan)
+    req = [np.zeros((n_cfg, n_req), dtype=np.int64) for _ in range(6)]
+    simulate_batch_nb(ci, cf, packed.start, packed.count, packed.arrival, packed.in_len, packed.out_len,
+                      packed.seq_off, packed.prefix_hash, packed.id_rank, pow_table, cluster, instances, *req)
+    return (cluster, instances, *req)

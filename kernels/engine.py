@@ -1,0 +1,376 @@
+"""The kernel entry point: simulate a batch of configurations, one `prange` row each.
+
+Every configuration is a cluster of N >= 1 instances behind the reference's control
+plane (arrival -> admission -> routing). A cluster event at time T runs before
+instance events at T; instance ties go to the lowest index; an event past the
+horizon ends the run. Working memory is allocated per configuration, sized from
+its workload; if an estimate proves too small the row reports STATUS_CAPACITY and
+the caller re-runs it with a larger CI_CAPACITY_SCALE.
+"""
+import numpy as np
+from numba import njit, prange
+
+from kernels.event_heap import cluster_pop_nb, cluster_push_nb, heap_pop_nb
+from kernels.instance import on_arrival_nb, on_queued_nb, push_event_nb, step_nb
+from kernels.kv_cache import HT_EMPTY, count_free_list_nb, ht_get_nb, ht_put_nb
+from kernels.layout import (
+    ADMIT_REJECT_ALL, ADMIT_TOKEN_BUCKET, CF_BUCKET_CAPACITY, CF_BUCKET_REFILL, CF_CACHE_WEIGHT,
+    CF_LOAD_WEIGHT, CI_ADMISSION, CI_ADMISSION_LATENCY, CI_BLOCK_SIZE, CI_CAPACITY_SCALE, CI_HORIZON,
+    CI_NUM_INSTANCES, CI_ROUTING, CI_ROUTING_LATENCY, CI_TOTAL_KV_BLOCKS, CI_WORKLOAD, M_ARRIVED,
+    M_CACHE_HIT_RATE, M_CLOCK_REGRESSIONS, M_HOL_BLOCKING, M_IN_FLIGHT_END, M_KV_ALLOC_FAILURES,
+    M_KV_BLOCK_TICKS, M_KV_FREE_END, M_KV_PEAK_BLOCKS, M_KV_THRASHING_RATE, M_KV_TOTAL, M_KV_USED_END,
+    M_PREEMPTIONS, M_PRIORITY_INVERSIONS, M_REJECTED, M_ROUTED, M_RUNNING_END, M_STATUS, M_STEPS,
+    M_WAITING_END, N_METRICS, RF_REJECTED, RF_ROUTED, ROUTE_ALWAYS_BUSIEST, ROUTE_LEAST_LOADED,
+    ROUTE_PREFIX_AFFINITY, ROUTE_WEIGHTED,
+)
+from kernels.metrics import hol_blocking_nb, latency_block_nb, priority_inversions_nb
+from kernels.state import (
+    B_NEXT, B_PREV, CEV_ADMISSION, CEV_ARRIVAL, CEV_ROUTING, CFS_BUCKET_LAST_REFILL, CFS_BUCKET_TOKENS,
+    CS_ARRIVED, CS_CHEAP_LEN, CS_ITL_N, CS_NODE_FREE, CS_NODE_TOP, CS_REJECTED, CS_ROUTED,
+    CS_RR_COUNTER, CS_SEQ, CS_STATUS, EV_ARRIVAL, EV_QUEUED, EV_STEP, H_TIME, IF_KV_BLOCK_TICKS,
+    IS_CACHE_HITS, IS_CACHE_MISSES, IS_CLOCK, IS_CLOCK_REGRESSIONS, IS_COMPLETED, IS_FREE_HEAD,
+    IS_FREE_TAIL, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_TOTAL, IS_KV_USED, IS_PEAK_KV,
+    IS_PREEMPTIONS, IS_RB_LEN, IS_STEP_COUNT, IS_TOTAL_INPUT, IS_TOTAL_OUTPUT, IS_WQ_HEAD, IS_WQ_LEN,
+    IS_WQ_SAMPLE_COUNT, IS_WQ_SAMPLE_SUM, K_REQ, K_TIME, N_B, N_CFS, N_CS, N_H, N_IF, N_IS, N_K, N_R,
+    R_FLAGS, R_INSTANCE, R_MAP_LAST,
+)
+
+INT64_MAX = np.iinfo(np.int64).max
+
+
+@njit(cache=True)
+def _pow2_at_least_nb(x):
+    p = 16
+    while p < x:
+        p *= 2
+    return p
+
+
+@njit(cache=True)
+def _route_nb(cfg_int, cfg_float, c, ist, n_inst, cs, pa_key, pa_val, input_key):
+    """Pick the target instance the way the configured routing policy does."""
+    policy = cfg_int[c, CI_ROUTING]
+    if policy == ROUTE_LEAST_LOADED or policy == ROUTE_ALWAYS_BUSIEST:
+        best = 0
+        best_load = ist[0, IS_WQ_LEN] + ist[0, IS_RB_LEN]
+        for i in range(1, n_inst):
+            load = ist[i, IS_WQ_LEN] + ist[i, IS_RB_LEN]
+            if (policy == ROUTE_LEAST_LOADED and load < best_load) or (
+                    policy == ROUTE_ALWAYS_BUSIEST and load > best_load):
+                best_load = load
+                best = i
+        return best
+    if policy == ROUTE_WEIGHTED:
+        weight_sum = cfg_float[c, CF_CACHE_WEIGHT] + cfg_float[c, CF_LOAD_WEIGHT]
+        cache_w = cfg_float[c, CF_CACHE_WEIGHT] / weight_sum
+        load_w = cfg_float[c, CF_LOAD_WEIGHT] / weight_sum
+        max_free = 0
+        for i in range(n_inst):
+            free = ist[i, IS_KV_TOTAL] - ist[i, IS_KV_USED]
+            if free > max_free:
+                max_free = free
+        best = 0
+        best_score = -1.0
+        for i in range(n_inst):
+            cache_score = 0.0
+            if max_free > 0:
+                cache_score = float(ist[i, IS_KV_TOTAL] - ist[i, IS_KV_USED]) / float(max_free)
+            load_score = 1.0 / (1.0 + float(ist[i, IS_WQ_LEN]))
+            score = cache_score * cache_w + load_score * load_w
+            if score > best_score:
+                best_score = score
+                best = i
+        return best
+    if policy == ROUTE_PREFIX_AFFINITY:
+        known = ht_get_nb(pa_key, pa_val, 0, input_key)
+        if known != -1:
+            return known
+        best = 0
+        best_load = ist[0, IS_WQ_LEN] + ist[0, IS_RB_LEN]
+        for i in range(1, n_inst):
+            load = ist[i, IS_WQ_LEN] + ist[i, IS_RB_LEN]
+            if load < best_load:
+                best_load = load
+                best = i
+        ht_put_nb(pa_key, pa_val, 0, input_key, best)
+        return best
+    target = cs[CS_RR_COUNTER] % n_inst
+    cs[CS_RR_COUNTER] += 1
+    return target
+
+
+@njit(cache=True)
+def _admit_nb(cfg_int, cfg_float, c, cf, clock, cost):
+    policy = cfg_int[c, CI_ADMISSION]
+    if policy == ADMIT_REJECT_ALL:
+        return False
+    if policy == ADMIT_TOKEN_BUCKET:
+        elapsed = clock - int(cf[CFS_BUCKET_LAST_REFILL])
+        if elapsed > 0:
+            refill = float(elapsed) * cfg_float[c, CF_BUCKET_REFILL] / 1e6
+            cf[CFS_BUCKET_TOKENS] = min(cfg_float[c, CF_BUCKET_CAPACITY], cf[CFS_BUCKET_TOKENS] + refill)
+            cf[CFS_BUCKET_LAST_REFILL] = float(clock)
+        if cf[CFS_BUCKET_TOKENS] >= cost:
+            cf[CFS_BUCKET_TOKENS] -= cost
+            return True
+        return False
+    return True
+
+
+@njit(cache=True)
+def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len,
+                       wl_seq_off, wl_prefix_hash, wl_id_rank, pow_table,
+                       out_cluster, out_instances, req_ttft, req_e2e, req_itl_sum, req_sched, req_flags,
+                       req_instance):
+    w = cfg_int[c, CI_WORKLOAD]
+    base = wl_start[w]
+    n_all = wl_count[w]
+    horizon = cfg_int[c, CI_HORIZON]
+    # like the reference's trace reader, stop at the first request past the horizon
+    n = 0
+    while n < n_all and wl_arrival[base + n] <= horizon:
+        n += 1
+    arrival = wl_arrival[base:base + n]
+    in_len = wl_in_len[base:base + n]
+    out_len = wl_out_len[base:base + n]
+    seq_off = wl_seq_off[base:base + n]
+    id_rank = wl_id_rank[base:base + n]
+    ph = wl_prefix_hash
+
+    n_inst = cfg_int[c, CI_NUM_INSTANCES]
+    block_size = cfg_int[c, CI_BLOCK_SIZE]
+    total_kv = cfg_int[c, CI_TOTAL_KV_BLOCKS]
+    scale = cfg_int[c, CI_CAPACITY_SCALE]
+
+    # working memory grows with what the workload can touch, never with total_kv
+    est_blocks = 0
+    est_itl = 0
+    max_in = 1
+    for r in range(n):
+        est_blocks += 2 * ((in_len[r] + block_size - 1) // block_size) + (out_len[r] + block_size - 1) // block_size + 4
+        est_itl += out_len[r] + 2
+        max_in = max(max_in, in_len[r])
+    est_blocks *= scale
+    est_itl *= scale
+    block_cap = min(total_kv, est_blocks)
+    heap_cap = (4 * n + 64) * scale
+    wq_cap = 2 * n + 16
+    rb_cap = n + 1
+    ht_cap = _pow2_at_least_nb(2 * block_cap + 16)
+
+    ist = np.zeros((n_inst, N_IS), dtype=np.int64)
+    ifl = np.zeros((n_inst, N_IF))
+    heap = np.empty((n_inst, N_H, heap_cap), dtype=np.int64)
+    wq = np.empty((n_inst, wq_cap), dtype=np.int64)
+    rb = np.empty((n_inst, rb_cap), dtype=np.int64)
+    blk = np.zeros((n_inst, N_B, block_cap), dtype=np.int64)
+    bhash = np.zeros((n_inst, block_cap), dtype=np.uint64)
+    ht_key = np.full((n_inst, ht_cap), HT_EMPTY, dtype=np.uint64)
+    ht_val = np.empty((n_inst, ht_cap), dtype=np.int64)
+    for i in range(n_inst):
+        ist[i, IS_KV_TOTAL] = total_kv
+        ist[i, IS_FREE_HEAD] = -1
+        ist[i, IS_FREE_TAIL] = -1
+        ist[i, IS_WQ_HEAD] = wq_cap // 2
+
+    rq = np.zeros((max(n, 1), N_R), dtype=np.int64)
+    for r in range(n):
+        rq[r, R_MAP_LAST] = -1
+        rq[r, R_INSTANCE] = -1
+    prio = np.zeros(max(n, 1))
+    chash = np.zeros(max(n, 1), dtype=np.uint64)
+    clen = np.zeros(max(n, 1), dtype=np.int64)
+    node_blk = np.empty(est_blocks, dtype=np.int64)
+    node_prev = np.empty(est_blocks, dtype=np.int64)
+    itl_val = np.empty(est_itl, dtype=np.int64)
+    itl_req = np.empty(est_itl, dtype=np.int64)
+    cs = np.zeros(N_CS, dtype=np.int64)
+    cs[CS_NODE_FREE] = -1
+    cf = np.zeros(N_CFS)
+    cf[CFS_BUCKET_TOKENS] = cfg_float[c, CF_BUCKET_CAPACITY]
+    snapshot = np.empty(rb_cap, dtype=np.int64)
+    remaining = np.empty(rb_cap, dtype=np.int64)
+    cached_ids = np.empty(max_in // block_size + 1, dtype=np.int64)
+    no_cached = np.empty(0, dtype=np.int64)
+    pa_cap = _pow2_at_least_nb(2 * n + 16) if cfg_int[c, CI_ROUTING] == ROUTE_PREFIX_AFFINITY else 16
+    pa_key = np.full((1, pa_cap), HT_EMPTY, dtype=np.uint64)
+    pa_val = np.empty((1, pa_cap), dtype=np.int64)
+
+    # all cluster arrivals up front, in request order
+    cheap = np.empty((N_K, 3 * n + 8), dtype=np.int64)
+    clen_heap = 0
+    for r in range(n):
+        clen_heap = cluster_push_nb(cheap, clen_heap, arrival[r], CEV_ARRIVAL, cs[CS_SEQ], r)
+        cs[CS_SEQ] += 1
+    admission_latency = cfg_int[c, CI_ADMISSION_LATENCY]
+    routing_latency = cfg_int[c, CI_ROUTING_LATENCY]
+
+    while cs[CS_STATUS] == 0:
+        cluster_time = INT64_MAX
+        if clen_heap > 0:
+            cluster_time = cheap[K_TIME, 0]
+        inst_time = INT64_MAX
+        inst = -1
+        for i in range(n_inst):
+            if ist[i, IS_HEAP_LEN] > 0:
+                t = heap[i, H_TIME, 0]
+                if t < inst_time:
+                    inst_time = t
+                    inst = i
+        if cluster_time == INT64_MAX and inst == -1:
+            break
+        if cluster_time <= inst_time:
+            clen_heap = cluster_pop_nb(cheap, clen_heap)
+            t = cheap[K_TIME, clen_heap]
+            kind = cheap[1, clen_heap]
+            r = cheap[K_REQ, clen_heap]
+            if t > horizon:
+                break
+            if kind == CEV_ARRIVAL:
+                cs[CS_ARRIVED] += 1
+                clen_heap = cluster_push_nb(cheap, clen_heap, t + admission_latency, CEV_ADMISSION, cs[CS_SEQ], r)
+                cs[CS_SEQ] += 1
+            elif kind == CEV_ADMISSION:
+                if _admit_nb(cfg_int, cfg_float, c, cf, t, float(in_len[r])):
+                    clen_heap = cluster_push_nb(cheap, clen_heap, t + routing_latency, CEV_ROUTING, cs[CS_SEQ], r)
+                    cs[CS_SEQ] += 1
+                else:
+                    cs[CS_REJECTED] += 1
+                    rq[r, R_FLAGS] |= RF_REJECTED
+            else:
+                target = _route_nb(cfg_int, cfg_float, c, ist, n_inst, cs, pa_key, pa_val,
+                                   ph[seq_off[r] + in_len[r]])
+                cs[CS_ROUTED] += 1
+                rq[r, R_INSTANCE] = target
+                rq[r, R_FLAGS] |= RF_ROUTED
+                push_event_nb(heap, ist, cs, target, t, EV_ARRIVAL, r)
+            if clen_heap < 0:
+                cs[CS_STATUS] = 1
+        else:
+            if inst_time > horizon:
+                break
+            i = inst
+            t, kind, r = heap_pop_nb(heap, ist, i)
+            if t < ist[i, IS_CLOCK]:
+                ist[i, IS_CLOCK_REGRESSIONS] += 1
+            ist[i, IS_CLOCK] = t
+            if kind == EV_ARRIVAL:
+                on_arrival_nb(heap, ist, cs, cfg_float, c, i, r, t, in_len)
+            elif kind == EV_QUEUED:
+                on_queued_nb(heap, wq, ist, cs, i, r, t, in_len)
+            elif kind == EV_STEP:
+                step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio,
+                        node_blk, node_prev, cs, chash, clen, itl_val, itl_req, i, t, arrival, in_len, out_len,
+                        ph, seq_off, id_rank, pow_table, snapshot, remaining, cached_ids, no_cached)
+
+    status = cs[CS_STATUS]
+    out_cluster[c, :] = np.nan
+    out_cluster[c, M_STATUS] = status
+    if status != 0:
+        return
+
+    # ---- finalize: per-instance blocks, then the merged cluster block
+    completed = 0
+    total_in = 0
+    total_out = 0
+    sim_ended = 0
+    peak = 0
+    block_ticks = 0.0
+    preemptions = 0
+    hit_rate_sum = 0.0
+    waiting = 0
+    running = 0
+    used_end = 0
+    free_end = 0
+    steps = 0
+    regressions = 0
+    alloc_failures = 0
+    inversions = 0
+    for i in range(n_inst):
+        ended = min(ist[i, IS_CLOCK], horizon)
+        lookups = ist[i, IS_CACHE_HITS] + ist[i, IS_CACHE_MISSES]
+        hit_rate = float(ist[i, IS_CACHE_HITS]) / float(lookups) if lookups > 0 else 0.0
+        inst_inversions = priority_inversions_nb(rq, arrival, i, n)
+        if out_instances.shape[1] > i:
+            row = out_instances[c, i]
+            row[:] = np.nan
+            latency_block_nb(row, rq, out_len, itl_val, itl_req, cs[CS_ITL_N], i, n, ist[i, IS_COMPLETED],
+                             ist[i, IS_TOTAL_INPUT], ist[i, IS_TOTAL_OUTPUT], ended)
+            row[M_PREEMPTIONS] = ist[i, IS_PREEMPTIONS]
+            row[M_CACHE_HIT_RATE] = hit_rate
+            row[M_KV_PEAK_BLOCKS] = ist[i, IS_PEAK_KV]
+            row[M_KV_BLOCK_TICKS] = ifl[i, IF_KV_BLOCK_TICKS]
+            row[M_PRIORITY_INVERSIONS] = inst_inversions
+            row[M_WAITING_END] = ist[i, IS_WQ_LEN]
+            row[M_RUNNING_END] = ist[i, IS_RB_LEN]
+            row[M_KV_USED_END] = ist[i, IS_KV_USED]
+            row[M_KV_FREE_END] = count_free_list_nb(blk, ist, i)
+            row[M_KV_TOTAL] = total_kv
+            row[M_STEPS] = ist[i, IS_STEP_COUNT]
+            row[M_STATUS] = 0
+        completed += ist[i, IS_COMPLETED]
+        total_in += ist[i, IS_TOTAL_INPUT]
+        total_out += ist[i, IS_TOTAL_OUTPUT]
+        sim_ended = max(sim_ended, ended)
+        peak = max(peak, ist[i, IS_PEAK_KV])
+        block_ticks += ifl[i, IF_KV_BLOCK_TICKS]
+        preemptions += ist[i, IS_PREEMPTIONS]
+        hit_rate_sum += hit_rate
+        waiting += ist[i, IS_WQ_LEN]
+        running += ist[i, IS_RB_LEN]
+        used_end += ist[i, IS_KV_USED]
+        free_end += count_free_list_nb(blk, ist, i)
+        steps += ist[i, IS_STEP_COUNT]
+        regressions += ist[i, IS_CLOCK_REGRESSIONS]
+        alloc_failures += ist[i, IS_KV_ALLOC_FAILURES]
+        inversions += inst_inversions
+
+    row = out_cluster[c]
+    latency_block_nb(row, rq, out_len, itl_val, itl_req, cs[CS_ITL_N], -1, n, completed, total_in, total_out,
+                     sim_ended)
+    row[M_PREEMPTIONS] = preemptions
+    row[M_CACHE_HIT_RATE] = hit_rate_sum / float(n_inst)
+    row[M_KV_PEAK_BLOCKS] = peak
+    row[M_KV_BLOCK_TICKS] = block_ticks
+    row[M_PRIORITY_INVERSIONS] = inversions
+    row[M_HOL_BLOCKING] = hol_blocking_nb(ist[:, IS_WQ_SAMPLE_SUM].copy(), ist[:, IS_WQ_SAMPLE_COUNT].copy())
+    row[M_REJECTED] = cs[CS_REJECTED]
+    row[M_ARRIVED] = cs[CS_ARRIVED]
+    row[M_ROUTED] = cs[CS_ROUTED]
+    row[M_WAITING_END] = waiting
+    row[M_RUNNING_END] = running
+    # admitted but not yet in a wait queue (in the control plane or between arrival and queued)
+    row[M_IN_FLIGHT_END] = cs[CS_ARRIVED] - cs[CS_REJECTED] - completed - waiting - running
+    row[M_KV_USED_END] = used_end
+    row[M_KV_FREE_END] = free_end
+    row[M_KV_TOTAL] = total_kv * n_inst
+    row[M_STEPS] = steps
+    row[M_CLOCK_REGRESSIONS] = regressions
+    row[M_KV_ALLOC_FAILURES] = alloc_failures
+    row[M_KV_THRASHING_RATE] = 0.0
+    row[M_STATUS] = 0
+
+    if req_ttft.shape[1] >= n:
+        for r in range(n):
+            req_ttft[c, r] = rq[r, 3]
+            req_e2e[c, r] = rq[r, 9]
+            req_itl_sum[c, r] = rq[r, 4]
+            req_sched[c, r] = rq[r, 5]
+            req_flags[c, r] = rq[r, R_FLAGS]
+            req_instance[c, r] = rq[r, R_INSTANCE]
+
+
+@njit(cache=True, parallel=True)
+def simulate_batch_nb(cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len, wl_seq_off,
+                      wl_prefix_hash, wl_id_rank, pow_table, out_cluster, out_instances, req_ttft, req_e2e,
+                      req_itl_sum, req_sched, req_flags, req_instance):
+    """Simulate every configuration row of cfg_int/cfg_float; all outputs are preallocated by the caller.
+
+    out_cluster[c, M_*] is the merged metrics block; out_instances[c, i, M_*] the
+    per-instance blocks (pass shape (C, 0, N_METRICS) to skip); req_*[c, r] the
+    per-request results (pass shape (C, 0) to skip).
+    """
+    for c in prange(cfg_int.shape[0]):
+        simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len,
+                           wl_seq_off, wl_prefix_hash, wl_id_rank, pow_table, out_cluster, out_instances,
+                           req_ttft, req_e2e, req_itl_sum, req_sched, req_flags, req_instance)

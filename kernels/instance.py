@@ -1,0 +1,315 @@
+"""One serving instance: wait queue, continuous batching step, events.
+
+Each function works on instance i of one configuration's working state. The step
+mirrors the reference's Step(): priorities and queue order, batch formation
+(running requests first, then the wait queue), step time, execution, completion.
+"""
+import numpy as np
+from numba import njit
+
+from kernels.event_heap import heap_push_nb
+from kernels.kv_cache import allocate_blocks_nb, lookup_cached_blocks_nb, release_blocks_nb
+from kernels.layout import (
+    CF_ALPHA0, CF_ALPHA1, CF_ALPHA2, CI_LONG_PREFILL, CI_MAX_RUNNING, CI_MAX_SCHED_TOKENS, CI_PRIORITY,
+    CI_ROOFLINE, CI_SCHEDULER, CI_TP, PRIO_INVERTED_SLO, PRIO_SLO_BASED, RF_COMPLETED, RF_HAS_TTFT,
+    RF_SCHEDULED, SCHED_FCFS, SCHED_PRIORITY_FCFS, SCHED_REVERSE_PRIORITY, SCHED_SJF,
+)
+from kernels.state import (
+    CS_ITL_N, CS_STATUS, EV_ARRIVAL, EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP,
+    IF_KV_BLOCK_TICKS, IS_COMPLETED, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_USED, IS_PEAK_KV,
+    IS_PREEMPTION_HAPPENED, IS_PREEMPTIONS, IS_RB_LEN, IS_STEP_COUNT, IS_STEP_DECODE_TOKENS,
+    IS_STEP_MISS_TOKENS, IS_STEP_PENDING, IS_TOTAL_INPUT, IS_TOTAL_OUTPUT, IS_WQ_HEAD, IS_WQ_LEN,
+    IS_WQ_SAMPLE_COUNT, IS_WQ_SAMPLE_SUM, R_COMPUTED, R_E2E, R_FIRST_TOKEN, R_FLAGS, R_ITL_SUM,
+    R_NUM_NEW, R_PROGRESS, R_SCHED_DELAY,
+)
+from kernels.step_time import blackbox_step_time_nb, roofline_step_time_nb
+
+
+# ---------------------------------------------------------------- wait queue
+@njit(cache=True)
+def _wq_recenter_nb(wq, ist, i):
+    head = ist[i, IS_WQ_HEAD]
+    n = ist[i, IS_WQ_LEN]
+    new_head = (wq.shape[1] - n) // 2
+    if new_head == head:
+        return
+    tmp = wq[i, head:head + n].copy()
+    wq[i, new_head:new_head + n] = tmp
+    ist[i, IS_WQ_HEAD] = new_head
+
+
+@njit(cache=True)
+def wq_push_back_nb(wq, ist, i, r):
+    if ist[i, IS_WQ_HEAD] + ist[i, IS_WQ_LEN] >= wq.shape[1]:
+        _wq_recenter_nb(wq, ist, i)
+    wq[i, ist[i, IS_WQ_HEAD] + ist[i, IS_WQ_LEN]] = r
+    ist[i, IS_WQ_LEN] += 1
+
+
+@njit(cache=True)
+def wq_push_front_nb(wq, ist, i, r):
+    if ist[i, IS_WQ_HEAD] == 0:
+        _wq_recenter_nb(wq, ist, i)
+    ist[i, IS_WQ_HEAD] -= 1
+    ist[i, IS_WQ_LEN] += 1
+    wq[i, ist[i, IS_WQ_HEAD]] = r
+
+
+@njit(cache=True, inline="always")
+def _goes_before_nb(scheduler, a, b, prio, arrival, in_len, id_rank):
+    """Strict order of the priority-aware schedulers (ties: arrival, then id string)."""
+    if scheduler == SCHED_SJF:
+        if in_len[a] != in_len[b]:
+            return in_len[a] < in_len[b]
+    elif scheduler == SCHED_PRIORITY_FCFS:
+        if prio[a] != prio[b]:
+            return prio[a] > prio[b]
+    else:
+        if prio[a] != prio[b]:
+            return prio[a] < prio[b]
+    if arrival[a] != arrival[b]:
+        return arrival[a] < arrival[b]
+    return id_rank[a] < id_rank[b]
+
+
+@njit(cache=True)
+def order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank):
+    """Stable sort of the wait queue. The keys end in a unique id, so any stable sort
+    gives the reference's order; insertion sort is near-linear on an already ordered queue."""
+    if scheduler == SCHED_FCFS:
+        return
+    head = ist[i, IS_WQ_HEAD]
+    n = ist[i, IS_WQ_LEN]
+    for k in range(head + 1, head + n):
+        r = wq[i, k]
+        j = k - 1
+        while j >= head and _goes_before_nb(scheduler, r, wq[i, j], prio, arrival, in_len, id_rank):
+            wq[i, j + 1] = wq[i, j]
+            j -= 1
+        wq[i, j + 1] = r
+
+
+# ---------------------------------------------------------------- events
+@njit(cache=True)
+def push_event_nb(heap, ist, cs, i, time, kind, req):
+    if not heap_push_nb(heap, ist, i, time, kind, req):
+        cs[CS_STATUS] = 1
+        return False
+    return True
+
+
+@njit(cache=True)
+def on_arrival_nb(heap, ist, cs, cfg_float, c, i, r, now, in_len):
+    """Arrival -> queued after the alpha model's queueing delay."""
+    delay = 0.0
+    delay += cfg_float[c, CF_ALPHA0]
+    delay += cfg_float[c, CF_ALPHA1] * float(in_len[r])
+    push_event_nb(heap, ist, cs, i, now + int(delay), EV_QUEUED, r)
+
+
+@njit(cache=True)
+def on_queued_nb(heap, wq, ist, cs, i, r, now, in_len):
+    wq_push_back_nb(wq, ist, i, r)
+    ist[i, IS_TOTAL_INPUT] += in_len[r]
+    if ist[i, IS_STEP_PENDING] == 0:
+        # the reference starts a step but does not mark one pending here
+        push_event_nb(heap, ist, cs, i, now, EV_STEP, -1)
+
+
+# ---------------------------------------------------------------- step
+@njit(cache=True)
+def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+                i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, no_cached):
+    """Allocate for r, evicting from the batch tail until it fits (reference preempt())."""
+    while True:
+        if allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+                              i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
+                              rq[r, R_PROGRESS], rq[r, R_PROGRESS] + n_new, no_cached, 0):
+            return True
+        if cs[CS_STATUS] != 0:
+            return False
+        if ist[i, IS_RB_LEN] == 0:
+            return False
+        ist[i, IS_PREEMPTION_HAPPENED] = 1
+        ist[i, IS_PREEMPTIONS] += 1
+        ist[i, IS_RB_LEN] -= 1
+        victim = rb[i, ist[i, IS_RB_LEN]]
+        push_event_nb(heap, ist, cs, i, now, EV_PREEMPTION, victim)
+        rq[victim, R_PROGRESS] = 0
+        release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, victim)
+        wq_push_front_nb(wq, ist, i, victim)
+        if victim == r:
+            return False
+
+
+@njit(cache=True)
+def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev,
+                   cs, chash, clen, i, now, arrival, in_len, out_len, ph, seq_off, pow_table,
+                   snapshot, cached_ids, no_cached):
+    """The reference's makeRunningBatch."""
+    block_size = cfg_int[c, 1]
+    threshold = cfg_int[c, CI_LONG_PREFILL]
+    ist[i, IS_PREEMPTION_HAPPENED] = 0
+    budget = cfg_int[c, CI_MAX_SCHED_TOKENS]
+    # Go ranges over the batch as it was when the loop began: requests evicted from
+    # the tail during this loop are still visited afterwards.
+    n_snap = ist[i, IS_RB_LEN]
+    for k in range(n_snap):
+        snapshot[k] = rb[i, k]
+    for k in range(n_snap):
+        r = snapshot[k]
+        if budget <= 0:
+            break
+        n_new = in_len[r] - rq[r, R_PROGRESS]
+        if n_new > 0:
+            if 0 < threshold < n_new:
+                n_new = threshold
+            n_new = min(n_new, budget)
+            if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs,
+                               chash, clen, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
+                               no_cached):
+                break
+            budget -= n_new
+            ist[i, IS_STEP_MISS_TOKENS] += n_new
+            rq[r, R_NUM_NEW] = n_new
+            rq[r, R_COMPUTED] += n_new
+        if rq[r, R_PROGRESS] >= in_len[r] and out_len[r] > 0:
+            if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs,
+                               chash, clen, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
+                               no_cached):
+                break
+            budget -= 1
+            rq[r, R_NUM_NEW] = 1
+            ist[i, IS_STEP_DECODE_TOKENS] += 1
+            rq[r, R_COMPUTED] += 1
+    if cs[CS_STATUS] != 0:
+        return
+    max_running = cfg_int[c, CI_MAX_RUNNING]
+    while (ist[i, IS_RB_LEN] < max_running and ist[i, IS_WQ_LEN] > 0 and budget > 0
+           and ist[i, IS_PREEMPTION_HAPPENED] == 0):
+        r = wq[i, ist[i, IS_WQ_HEAD]]
+        n_cached = lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_off[r], in_len[r], block_size, cached_ids)
+        n_new = in_len[r] - n_cached * block_size
+        if 0 < threshold < n_new:
+            n_new = threshold
+        n_new = min(n_new, budget)
+        start = n_cached * block_size
+        if not allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+                                  i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
+                                  start, start + n_new, cached_ids, n_cached):
+            break
+        ist[i, IS_WQ_HEAD] += 1
+        ist[i, IS_WQ_LEN] -= 1
+        rb[i, ist[i, IS_RB_LEN]] = r
+        ist[i, IS_RB_LEN] += 1
+        push_event_nb(heap, ist, cs, i, now, EV_SCHEDULED, r)
+        rq[r, R_SCHED_DELAY] = now - arrival[r]
+        rq[r, R_FLAGS] |= RF_SCHEDULED
+        budget -= n_new
+        ist[i, IS_STEP_MISS_TOKENS] += n_new
+        rq[r, R_NUM_NEW] = n_new
+        rq[r, R_COMPUTED] = n_new + start
+
+
+@njit(cache=True)
+def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, node_blk,
+            node_prev, cs, chash, clen, itl_val, itl_req, i, now, arrival, in_len, out_len, ph, seq_off,
+            id_rank, pow_table, snapshot, remaining, cached_ids, no_cached):
+    """One reference Step() at time `now` on instance i."""
+    ist[i, IS_STEP_COUNT] += 1
+    ist[i, IS_STEP_MISS_TOKENS] = 0
+    ist[i, IS_STEP_DECODE_TOKENS] = 0
+
+    policy = cfg_int[c, CI_PRIORITY]
+    head = ist[i, IS_WQ_HEAD]
+    for k in range(head, head + ist[i, IS_WQ_LEN]):
+        r = wq[i, k]
+        age = float(now - arrival[r])
+        if policy == PRIO_SLO_BASED:
+            prio[r] = 0.0 + 1e-6 * age
+        elif policy == PRIO_INVERTED_SLO:
+            prio[r] = 0.0 - 1e-6 * age
+        else:
+            prio[r] = 0.0
+    order_wait_queue_nb(wq, ist, i, cfg_int[c, CI_SCHEDULER], prio, arrival, in_len, id_rank)
+
+    _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs,
+                   chash, clen, i, now, arrival, in_len, out_len, ph, seq_off, pow_table, snapshot,
+                   cached_ids, no_cached)
+    if cs[CS_STATUS] != 0:
+        return
+
+    ist[i, IS_WQ_SAMPLE_SUM] += ist[i, IS_WQ_LEN]
+    ist[i, IS_WQ_SAMPLE_COUNT] += 1
+
+    n_batch = ist[i, IS_RB_LEN]
+    if cfg_int[c, CI_ROOFLINE] != 0:
+        advance = roofline_step_time_nb(cfg_float, c, cfg_int[c, CI_TP], rb[i], n_batch,
+                                        rq[:, R_PROGRESS], rq[:, R_NUM_NEW], in_len)
+    else:
+        advance = blackbox_step_time_nb(cfg_float, c, ist[i, IS_STEP_MISS_TOKENS], ist[i, IS_STEP_DECODE_TOKENS])
+    token_time = advance + int(cfg_float[c, CF_ALPHA2])
+
+    # execution: every request in the batch advances, scheduled this step or not
+    for k in range(n_batch):
+        r = rb[i, k]
+        if rq[r, R_PROGRESS] < in_len[r]:
+            rq[r, R_PROGRESS] = rq[r, R_COMPUTED]
+        else:
+            rq[r, R_PROGRESS] += 1
+            ist[i, IS_TOTAL_OUTPUT] += 1
+            if not _record_itl_nb(itl_val, itl_req, cs, rq, r, token_time):
+                return
+        if rq[r, R_PROGRESS] == in_len[r]:
+            rq[r, R_FLAGS] |= RF_HAS_TTFT
+            rq[r, R_FIRST_TOKEN] = now + token_time - arrival[r]
+
+    used = ist[i, IS_KV_USED]
+    if used > ist[i, IS_PEAK_KV]:
+        ist[i, IS_PEAK_KV] = used
+    ifl[i, IF_KV_BLOCK_TICKS] += float(used) * float(advance)
+
+    block_size = cfg_int[c, 1]
+    n_left = 0
+    for k in range(n_batch):
+        r = rb[i, k]
+        if rq[r, R_PROGRESS] == in_len[r] + max(out_len[r], 1) - 1:
+            if not _record_itl_nb(itl_val, itl_req, cs, rq, r, token_time):
+                return
+            if out_len[r] > 0:
+                if not allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
+                                          clen, i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
+                                          rq[r, R_PROGRESS], rq[r, R_PROGRESS] + 1, no_cached, 0):
+                    if cs[CS_STATUS] != 0:
+                        return
+                    # reference fix 1: the request still completes
+                    ist[i, IS_KV_ALLOC_FAILURES] += 1
+            release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r)
+            ist[i, IS_COMPLETED] += 1
+            push_event_nb(heap, ist, cs, i, now + advance, EV_REQUEST_LEFT, r)
+            rq[r, R_E2E] = rq[r, R_FIRST_TOKEN] + rq[r, R_ITL_SUM]
+            rq[r, R_FLAGS] |= RF_COMPLETED
+        else:
+            remaining[n_left] = r
+            n_left += 1
+    for k in range(n_left):
+        rb[i, k] = remaining[k]
+    ist[i, IS_RB_LEN] = n_left
+    if n_left > 0:
+        push_event_nb(heap, ist, cs, i, now + advance, EV_STEP, -1)
+        ist[i, IS_STEP_PENDING] = 1
+    else:
+        ist[i, IS_STEP_PENDING] = 0
+
+
+@njit(cache=True, inline="always")
+def _record_itl_nb(itl_val, itl_req, cs, rq, r, value):
+    n = cs[CS_ITL_N]
+    if n >= itl_val.shape[0]:
+        cs[CS_STATUS] = 1
+        return False
+    itl_val[n] = value
+    itl_req[n] = r
+    cs[CS_ITL_N] = n + 1
+    rq[r, R_ITL_SUM] += value
+    return True

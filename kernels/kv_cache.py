@@ -1,0 +1,283 @@
+"""Paged KV cache with prefix caching, exactly as the reference manages it.
+
+Memory grows with blocks touched, never with the nominal block count: the
+reference's free list starts as blocks 0..N-1 in order, and untouched blocks are
+interchangeable, so blocks [touched, N) are an implicit head of the free list and
+only blocks released at least once are linked explicitly (LRU order, tail append).
+
+A request's block list (the reference's RequestMap entry) is a chain of nodes in a
+per-configuration arena, walked backwards on release (reverse-order freeing).
+Block identity for prefix caching is a hash of the exact token prefix it closes
+(kernels.hashing); the hash map uses linear probing with backward-shift deletion.
+"""
+import numpy as np
+from numba import njit
+
+from kernels.hashing import concat_hash_nb, slice_hash_nb
+from kernels.state import (
+    B_HASHED, B_IN_USE, B_NEXT, B_NTOK, B_PREV, B_REF, CS_NODE_FREE, CS_NODE_TOP, CS_STATUS,
+    IS_CACHE_HITS, IS_CACHE_MISSES, IS_FREE_HEAD, IS_FREE_TAIL, IS_KV_TOTAL, IS_KV_TOUCHED,
+    IS_KV_USED, R_MAP_LAST, R_PROGRESS,
+)
+
+HT_EMPTY = np.uint64(1 << 63)  # real keys are < 2**61
+
+
+# ---------------------------------------------------------------- hash map
+@njit(cache=True, inline="always")
+def _home_nb(key, mask):
+    return np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
+
+
+@njit(cache=True)
+def ht_get_nb(ht_key, ht_val, i, key):
+    mask = ht_key.shape[1] - 1
+    s = _home_nb(key, mask)
+    while True:
+        k = ht_key[i, s]
+        if k == HT_EMPTY:
+            return -1
+        if k == key:
+            return ht_val[i, s]
+        s = (s + 1) & mask
+
+
+@njit(cache=True)
+def ht_put_nb(ht_key, ht_val, i, key, value):
+    mask = ht_key.shape[1] - 1
+    s = _home_nb(key, mask)
+    while True:
+        k = ht_key[i, s]
+        if k == HT_EMPTY or k == key:
+            ht_key[i, s] = key
+            ht_val[i, s] = value
+            return
+        s = (s + 1) & mask
+
+
+@njit(cache=True)
+def ht_delete_nb(ht_key, ht_val, i, key):
+    mask = ht_key.shape[1] - 1
+    s = _home_nb(key, mask)
+    while True:
+        k = ht_key[i, s]
+        if k == HT_EMPTY:
+            return
+        if k == key:
+            break
+        s = (s + 1) & mask
+    # backward-shift deletion keeps every probe chain unbroken without tombstones
+    hole = s
+    j = (s + 1) & mask
+    while ht_key[i, j] != HT_EMPTY:
+        home = _home_nb(ht_key[i, j], mask)
+        # move j into the hole unless its home lies cyclically in (hole, j]
+        if (j > hole and (home <= hole or home > j)) or (j < hole and (home <= hole and home > j)):
+            ht_key[i, hole] = ht_key[i, j]
+            ht_val[i, hole] = ht_val[i, j]
+            hole = j
+        j = (j + 1) & mask
+    ht_key[i, hole] = HT_EMPTY
+
+
+# ---------------------------------------------------------------- free list
+@njit(cache=True, inline="always")
+def _free_list_append_nb(blk, ist, i, b):
+    blk[i, B_NEXT, b] = -1
+    tail = ist[i, IS_FREE_TAIL]
+    if tail != -1:
+        blk[i, B_NEXT, tail] = b
+        blk[i, B_PREV, b] = tail
+        ist[i, IS_FREE_TAIL] = b
+    else:
+        ist[i, IS_FREE_HEAD] = b
+        ist[i, IS_FREE_TAIL] = b
+        blk[i, B_PREV, b] = -1
+
+
+@njit(cache=True, inline="always")
+def _free_list_remove_nb(blk, ist, i, b):
+    prev = blk[i, B_PREV, b]
+    nxt = blk[i, B_NEXT, b]
+    if prev != -1:
+        blk[i, B_NEXT, prev] = nxt
+    else:
+        ist[i, IS_FREE_HEAD] = nxt
+    if nxt != -1:
+        blk[i, B_PREV, nxt] = prev
+    else:
+        ist[i, IS_FREE_TAIL] = prev
+    blk[i, B_NEXT, b] = -1
+    blk[i, B_PREV, b] = -1
+
+
+@njit(cache=True)
+def pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i):
+    """The reference's popFreeBlock: take the LRU head, drop its prefix hash. -1 when none."""
+    touched = ist[i, IS_KV_TOUCHED]
+    if touched < ist[i, IS_KV_TOTAL]:
+        if touched >= blk.shape[2]:
+            cs[CS_STATUS] = 1  # working memory estimate too small: caller retries larger
+            return -1
+        b = touched
+        ist[i, IS_KV_TOUCHED] = touched + 1
+        blk[i, B_HASHED, b] = 0
+        blk[i, B_PREV, b] = -1
+        blk[i, B_NEXT, b] = -1
+    else:
+        b = ist[i, IS_FREE_HEAD]
+        if b == -1:
+            return -1
+        _free_list_remove_nb(blk, ist, i, b)
+    if blk[i, B_HASHED, b] != 0:
+        # deletes the key even when it now names another block, as the reference does
+        ht_delete_nb(ht_key, ht_val, i, bhash[i, b])
+        blk[i, B_HASHED, b] = 0
+    blk[i, B_NTOK, b] = 0
+    return b
+
+
+@njit(cache=True)
+def count_free_list_nb(blk, ist, i):
+    """Walk the free list (for the conservation invariant, not the hot path)."""
+    n = ist[i, IS_KV_TOTAL] - ist[i, IS_KV_TOUCHED]
+    b = ist[i, IS_FREE_HEAD]
+    while b != -1:
+        n += 1
+        b = blk[i, B_NEXT, b]
+    return n
+
+
+# ---------------------------------------------------------------- request block lists
+@njit(cache=True, inline="always")
+def _list_append_nb(rq, node_blk, node_prev, cs, r, b):
+    node = cs[CS_NODE_FREE]
+    if node != -1:
+        cs[CS_NODE_FREE] = node_prev[node]
+    else:
+        node = cs[CS_NODE_TOP]
+        if node >= node_blk.shape[0]:
+            cs[CS_STATUS] = 1
+            return False
+        cs[CS_NODE_TOP] = node + 1
+    node_blk[node] = b
+    node_prev[node] = rq[r, R_MAP_LAST]
+    rq[r, R_MAP_LAST] = node
+    return True
+
+
+@njit(cache=True)
+def release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r):
+    """The reference's ReleaseKVBlocks: drop the map entry, free blocks last to first."""
+    node = rq[r, R_MAP_LAST]
+    while node != -1:
+        b = node_blk[node]
+        blk[i, B_REF, b] -= 1
+        if blk[i, B_REF, b] == 0:
+            blk[i, B_IN_USE, b] = 0
+            ist[i, IS_KV_USED] -= 1
+            _free_list_append_nb(blk, ist, i, b)
+        prev = node_prev[node]
+        node_prev[node] = cs[CS_NODE_FREE]
+        cs[CS_NODE_FREE] = node
+        node = prev
+    rq[r, R_MAP_LAST] = -1
+    chash[r] = np.uint64(0)
+    clen[r] = 0
+
+
+@njit(cache=True)
+def lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, block_size, out_ids):
+    """The reference's GetCachedBlocks: longest run of cached full input blocks.
+
+    Counts a hit per matched block on every call (also for requests that then fail
+    to allocate), as the reference does.
+    """
+    n = input_len // block_size
+    count = 0
+    for k in range(n):
+        b = ht_get_nb(ht_key, ht_val, i, ph[seq_start + (k + 1) * block_size])
+        if b == -1:
+            break
+        out_ids[count] = b
+        count += 1
+    ist[i, IS_CACHE_HITS] += count
+    return count
+
+
+@njit(cache=True)
+def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+                       i, r, ph, seq_start, input_len, pow_table, block_size,
+                       start_index, end_index, cached_ids, n_cached):
+    """The reference's AllocateKVBlocks (with its fixes 2 and 3, without rollback).
+
+    Tokens start_index..end_index of the request's sequence (input ++ output) go into
+    its blocks: first into a partially filled last block, then into fresh blocks. In
+    decode only the single token at start_index is written and end_index is ignored.
+    """
+    in_prefill = rq[r, R_PROGRESS] < input_len
+    if in_prefill:
+        n_new = end_index - start_index
+        n_new_blocks = (n_new + block_size - 1) // block_size
+        if n_new_blocks > ist[i, IS_KV_TOTAL] - ist[i, IS_KV_USED]:
+            return False
+    else:
+        n_new = 1
+        n_new_blocks = 1
+    done = 0
+    while done < n_new:
+        latest_ntok = 0
+        latest = -1
+        if rq[r, R_MAP_LAST] != -1:
+            latest = node_blk[rq[r, R_MAP_LAST]]
+            latest_ntok = blk[i, B_NTOK, latest]
+        else:
+            # first sight of this request: adopt the cached prefix blocks
+            for k in range(n_cached):
+                b = cached_ids[k]
+                blk[i, B_REF, b] += 1
+                if blk[i, B_IN_USE, b] == 0:
+                    blk[i, B_IN_USE, b] = 1
+                    ist[i, IS_KV_USED] += 1
+                    _free_list_remove_nb(blk, ist, i, b)
+                if not _list_append_nb(rq, node_blk, node_prev, cs, r, b):
+                    return False
+                chash[r] = concat_hash_nb(chash[r], slice_hash_nb(ph[seq_start:], k * block_size, (k + 1) * block_size, pow_table), pow_table[block_size])
+                clen[r] += block_size
+        if latest_ntok > 0 and latest_ntok < block_size:
+            take = min(done + block_size - latest_ntok, n_new) - done
+            a = start_index + done
+            blk[i, B_NTOK, latest] = latest_ntok + take
+            chash[r] = concat_hash_nb(chash[r], slice_hash_nb(ph[seq_start:], a, a + take, pow_table), pow_table[take])
+            clen[r] += take
+            done += take
+            if latest_ntok + take == block_size:
+                # the block closes the request's whole token list so far
+                h = chash[r]
+                bhash[i, latest] = h
+                blk[i, B_HASHED, latest] = 1
+                ht_put_nb(ht_key, ht_val, i, h, latest)
+        else:
+            for _ in range(n_new_blocks):
+                b = pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i)
+                if b == -1:
+                    return False
+                end = min(done + block_size, n_new)
+                take = end - done
+                blk[i, B_NTOK, b] = take
+                blk[i, B_REF, b] = 1
+                blk[i, B_IN_USE, b] = 1
+                ist[i, IS_KV_USED] += 1
+                ist[i, IS_CACHE_MISSES] += 1
+                if take == block_size and in_prefill:
+                    h = ph[seq_start + start_index + end]
+                    bhash[i, b] = h
+                    blk[i, B_HASHED, b] = 1
+                    ht_put_nb(ht_key, ht_val, i, h, b)
+                if not _list_append_nb(rq, node_blk, node_prev, cs, r, b):
+                    return False
+                a = start_index + done
+                chash[r] = concat_hash_nb(chash[r], slice_hash_nb(ph[seq_start:], a, a + take, pow_table), pow_table[take])
+                clen[r] += take
+                done = end
+    return True

@@ -1,0 +1,180 @@
+"""End-of-run metrics, reduced exactly as the reference reports them.
+
+Means sum the ascending-sorted values in order; percentiles interpolate linearly
+between ranks (the reference's CalculatePercentile); everything in ms is ticks/1000.
+"""
+import numpy as np
+from numba import njit
+
+from kernels.layout import (
+    M_COMPLETED, M_DURATION_S, M_E2E_MEAN, M_E2E_P50, M_E2E_P90, M_E2E_P95, M_E2E_P99, M_ITL_MEAN,
+    M_ITL_P50, M_ITL_P90, M_ITL_P95, M_ITL_P99, M_RESPONSES_PER_SEC, M_SCHED_DELAY_MEAN,
+    M_SCHED_DELAY_P99, M_SIM_ENDED_TICKS, M_TOKENS_PER_SEC, M_TOTAL_INPUT_TOKENS,
+    M_TOTAL_OUTPUT_TOKENS, M_TPOT_MEAN, M_TPOT_P50, M_TPOT_P90, M_TPOT_P99, M_TTFT_COUNT,
+    M_TTFT_MEAN, M_TTFT_P50, M_TTFT_P90, M_TTFT_P95, M_TTFT_P99, RF_COMPLETED, RF_HAS_TTFT,
+    RF_SCHEDULED,
+)
+from kernels.state import R_E2E, R_FIRST_TOKEN, R_FLAGS, R_INSTANCE, R_ITL_SUM, R_SCHED_DELAY
+
+
+@njit(cache=True)
+def percentile_ms_nb(sorted_values, p):
+    n = sorted_values.shape[0]
+    if n == 0:
+        return np.nan
+    rank = p / 100.0 * float(n - 1)
+    lo = int(np.floor(rank))
+    hi = int(np.ceil(rank))
+    if lo == hi:
+        return sorted_values[lo] / 1000
+    if hi >= n:
+        return sorted_values[n - 1] / 1000
+    return sorted_values[lo] / 1000 + (sorted_values[hi] - sorted_values[lo]) * (rank - float(lo)) / 1000
+
+
+@njit(cache=True)
+def mean_ms_nb(sorted_values):
+    n = sorted_values.shape[0]
+    if n == 0:
+        return np.nan
+    total = 0.0
+    for k in range(n):
+        total += sorted_values[k]
+    return (total / float(n)) / 1000
+
+
+@njit(cache=True, inline="always")
+def _selected_nb(rq, r, instance):
+    return instance < 0 or rq[r, R_INSTANCE] == instance
+
+
+@njit(cache=True)
+def latency_block_nb(out, rq, out_len, itl_val, itl_req, itl_n, instance, n_req,
+                     completed, total_in, total_out, sim_ended):
+    """Fill one metrics block over the requests of `instance` (or all when instance < 0)."""
+    ttft = np.empty(n_req)
+    e2e = np.empty(n_req)
+    tpot = np.empty(n_req)
+    sched = np.empty(n_req)
+    n_ttft = 0
+    n_e2e = 0
+    n_sched = 0
+    for r in range(n_req):
+        if not _selected_nb(rq, r, instance):
+            continue
+        flags = rq[r, R_FLAGS]
+        if flags & RF_HAS_TTFT:
+            ttft[n_ttft] = float(rq[r, R_FIRST_TOKEN])
+            n_ttft += 1
+        if flags & RF_COMPLETED:
+            e2e[n_e2e] = float(rq[r, R_E2E])
+            if out_len[r] > 0:
+                tpot[n_e2e] = float(rq[r, R_ITL_SUM]) / float(max(out_len[r] - 1, 1))
+            else:
+                tpot[n_e2e] = 0.0
+            n_e2e += 1
+        if flags & RF_SCHEDULED:
+            sched[n_sched] = float(rq[r, R_SCHED_DELAY])
+            n_sched += 1
+    n_itl = 0
+    for k in range(itl_n):
+        if rq[itl_req[k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl_req[k], instance):
+            n_itl += 1
+    itl_ints = np.empty(n_itl, dtype=np.int64)
+    n_itl = 0
+    for k in range(itl_n):
+        if rq[itl_req[k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl_req[k], instance):
+            itl_ints[n_itl] = itl_val[k]
+            n_itl += 1
+    itl_sorted = np.sort(itl_ints).astype(np.float64)
+    ttft_s = np.sort(ttft[:n_ttft])
+    e2e_s = np.sort(e2e[:n_e2e])
+    tpot_s = np.sort(tpot[:n_e2e])
+    sched_s = np.sort(sched[:n_sched])
+
+    duration = float(sim_ended) / float(1e6)
+    out[M_COMPLETED] = completed
+    out[M_TOTAL_INPUT_TOKENS] = total_in
+    out[M_TOTAL_OUTPUT_TOKENS] = total_out
+    out[M_SIM_ENDED_TICKS] = sim_ended
+    out[M_DURATION_S] = duration
+    out[M_RESPONSES_PER_SEC] = float(completed) / duration if duration > 0 else np.nan
+    out[M_TOKENS_PER_SEC] = float(total_out) / duration if duration > 0 else np.nan
+    out[M_TTFT_COUNT] = n_ttft
+    out[M_E2E_MEAN] = mean_ms_nb(e2e_s)
+    out[M_E2E_P50] = percentile_ms_nb(e2e_s, 50.0)
+    out[M_E2E_P90] = percentile_ms_nb(e2e_s, 90.0)
+    out[M_E2E_P95] = percentile_ms_nb(e2e_s, 95.0)
+    out[M_E2E_P99] = percentile_ms_nb(e2e_s, 99.0)
+    out[M_TTFT_MEAN] = mean_ms_nb(ttft_s)
+    out[M_TTFT_P50] = percentile_ms_nb(ttft_s, 50.0)
+    out[M_TTFT_P90] = percentile_ms_nb(ttft_s, 90.0)
+    out[M_TTFT_P95] = percentile_ms_nb(ttft_s, 95.0)
+    out[M_TTFT_P99] = percentile_ms_nb(ttft_s, 99.0)
+    out[M_ITL_MEAN] = mean_ms_nb(itl_sorted)
+    out[M_ITL_P50] = percentile_ms_nb(itl_sorted, 50.0)
+    out[M_ITL_P90] = percentile_ms_nb(itl_sorted, 90.0)
+    out[M_ITL_P95] = percentile_ms_nb(itl_sorted, 95.0)
+    out[M_ITL_P99] = percentile_ms_nb(itl_sorted, 99.0)
+    # TPOT is the reference's per-request "ITL" (microseconds per output token after the first)
+    out[M_TPOT_MEAN] = mean_ms_nb(tpot_s)
+    out[M_TPOT_P50] = percentile_ms_nb(tpot_s, 50.0)
+    out[M_TPOT_P90] = percentile_ms_nb(tpot_s, 90.0)
+    out[M_TPOT_P99] = percentile_ms_nb(tpot_s, 99.0)
+    out[M_SCHED_DELAY_MEAN] = mean_ms_nb(sched_s)
+    out[M_SCHED_DELAY_P99] = percentile_ms_nb(sched_s, 99.0)
+
+
+@njit(cache=True)
+def priority_inversions_nb(rq, arrival, instance, n_req):
+    """Pairs (earlier arrival, later arrival) on one instance where the earlier one's
+    E2E exceeds twice the later one's (the reference's anomaly heuristic)."""
+    count = 0
+    for r in range(n_req):
+        if rq[r, R_INSTANCE] == instance and rq[r, R_FLAGS] & RF_COMPLETED:
+            count += 1
+    if count < 2:
+        return 0
+    arr = np.empty(count, dtype=np.int64)
+    e2e = np.empty(count)
+    k = 0
+    for r in range(n_req):
+        if rq[r, R_INSTANCE] == instance and rq[r, R_FLAGS] & RF_COMPLETED:
+            arr[k] = arrival[r]
+            e2e[k] = float(rq[r, R_E2E])
+            k += 1
+    order = np.argsort(arr, kind="mergesort")
+    sorted_e2e = e2e[order]
+    inversions = 0
+    for a in range(count - 1):
+        ea = sorted_e2e[a]
+        for b in range(a + 1, count):
+            if ea > sorted_e2e[b] * 2.0:
+                inversions += 1
+    return inversions
+
+
+@njit(cache=True)
+def hol_blocking_nb(sample_sums, sample_counts):
+    """Instances whose mean wait-queue depth exceeds twice the mean over instances."""
+    n = sample_sums.shape[0]
+    if n < 2:
+        return 0
+    avgs = np.empty(n)
+    m = 0
+    total = 0.0
+    for i in range(n):
+        if sample_counts[i] == 0:
+            continue
+        avgs[m] = float(sample_sums[i]) / float(sample_counts[i])
+        total += avgs[m]
+        m += 1
+    if m < 2:
+        return 0
+    mean_avg = total / float(m)
+    count = 0
+    if mean_avg > 0:
+        for k in range(m):
+            if avgs[k] > 2.0 * mean_avg:
+                count += 1
+    return count

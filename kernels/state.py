@@ -1,0 +1,104 @@
+"""Field indices of the kernel's working state (one set of arrays per configuration).
+
+Instance-level state carries a leading instance axis, so a configuration with N
+instances is the same code with N rows. Request-level state is per configuration
+(a request lives on at most one instance).
+"""
+
+# ---- instance scalars: ist[i, IS_*]
+IS_CLOCK = 0
+IS_HEAP_LEN = 1
+IS_WQ_HEAD = 2
+IS_WQ_LEN = 3
+IS_RB_LEN = 4
+IS_STEP_PENDING = 5  # the reference's stepEvent != nil
+IS_STEP_COUNT = 6
+IS_KV_TOTAL = 7
+IS_KV_USED = 8
+IS_KV_TOUCHED = 9  # blocks [touched, total) were never popped: the implicit head of the free list
+IS_FREE_HEAD = 10  # explicit part of the free list (blocks released at least once)
+IS_FREE_TAIL = 11
+IS_CACHE_HITS = 12
+IS_CACHE_MISSES = 13
+IS_PREEMPTION_HAPPENED = 14
+IS_PREEMPTIONS = 15
+IS_COMPLETED = 16
+IS_TOTAL_INPUT = 17
+IS_TOTAL_OUTPUT = 18
+IS_PEAK_KV = 19
+IS_WQ_SAMPLE_SUM = 20
+IS_WQ_SAMPLE_COUNT = 21
+IS_KV_ALLOC_FAILURES = 22
+IS_STEP_MISS_TOKENS = 23  # regression features of the current step
+IS_STEP_DECODE_TOKENS = 24
+IS_CLOCK_REGRESSIONS = 25
+N_IS = 26
+
+# ---- instance floats: ifl[i, IF_*]
+IF_KV_BLOCK_TICKS = 0
+N_IF = 1
+
+# ---- block fields: blk[i, B_*, block]
+B_REF = 0
+B_NTOK = 1
+B_PREV = 2
+B_NEXT = 3
+B_IN_USE = 4
+B_HASHED = 5
+N_B = 6
+
+# ---- event heap fields: heap[i, H_*, slot]
+H_TIME = 0
+H_KIND = 1
+H_REQ = 2
+N_H = 3
+
+EV_ARRIVAL = 0
+EV_QUEUED = 1
+EV_STEP = 2
+EV_SCHEDULED = 3
+EV_PREEMPTION = 4
+EV_REQUEST_LEFT = 5
+
+# ---- cluster event heap: cheap[K_*, slot]; kinds are the reference's priorities
+K_TIME = 0
+K_PRIO = 1
+K_SEQ = 2
+K_REQ = 3
+N_K = 4
+CEV_ARRIVAL = 0
+CEV_ADMISSION = 1
+CEV_ROUTING = 2
+
+# ---- request ints: rq[r, R_*]
+R_PROGRESS = 0
+R_COMPUTED = 1  # the reference's reqNumComputedTokens
+R_NUM_NEW = 2
+R_FIRST_TOKEN = 3  # relative to arrival, like the reference's FirstTokenTime
+R_ITL_SUM = 4
+R_SCHED_DELAY = 5
+R_FLAGS = 6
+R_INSTANCE = 7
+R_MAP_LAST = 8  # last node of the request's block list, -1 when the map has no entry
+R_E2E = 9
+N_R = 10
+
+# ---- configuration scalars: cs[CS_*]
+CS_NODE_FREE = 0
+CS_NODE_TOP = 1
+CS_ITL_N = 2
+CS_STATUS = 3
+CS_CLOCK = 4
+CS_SEQ = 5
+CS_RR_COUNTER = 6
+CS_REJECTED = 7
+CS_ARRIVED = 8
+CS_ROUTED = 9
+CS_CHEAP_LEN = 10
+CS_PA_COUNT = 11
+N_CS = 12
+
+# ---- configuration floats: cf[CFS_*]
+CFS_BUCKET_TOKENS = 0
+CFS_BUCKET_LAST_REFILL = 1
+N_CFS = 2
