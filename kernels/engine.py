@@ -15,7 +15,8 @@ from kernels.instance import on_arrival_nb, on_queued_nb, push_event_nb, step_nb
 from kernels.kv_cache import HT_EMPTY, count_free_list_nb, ht_get_nb, ht_put_nb
 from kernels.layout import (
     ADMIT_REJECT_ALL, ADMIT_TOKEN_BUCKET, CF_BUCKET_CAPACITY, CF_BUCKET_REFILL, CF_CACHE_WEIGHT,
-    CF_LOAD_WEIGHT, CI_ADMISSION, CI_ADMISSION_LATENCY, CI_BLOCK_SIZE, CI_CAPACITY_SCALE, CI_HORIZON,
+    CF_KV_OFFLOAD_THRESHOLD, CF_KV_TRANSFER_BANDWIDTH, CF_LOAD_WEIGHT, CI_ADMISSION, CI_KV_CPU_BLOCKS,
+    CI_KV_TRANSFER_BASE_LATENCY, CI_ADMISSION_LATENCY, CI_BLOCK_SIZE, CI_CAPACITY_SCALE, CI_HORIZON,
     CI_NUM_INSTANCES, CI_ROUTING, CI_ROUTING_LATENCY, CI_TOTAL_KV_BLOCKS, CI_WORKLOAD, M_ARRIVED,
     M_CACHE_HIT_RATE, M_CLOCK_REGRESSIONS, M_HOL_BLOCKING, M_IN_FLIGHT_END, M_KV_ALLOC_FAILURES,
     M_KV_BLOCK_TICKS, M_KV_FREE_END, M_KV_PEAK_BLOCKS, M_KV_THRASHING_RATE, M_KV_TOTAL, M_KV_USED_END,
@@ -25,9 +26,11 @@ from kernels.layout import (
 )
 from kernels.metrics import hol_blocking_nb, latency_block_nb, priority_inversions_nb
 from kernels.state import (
-    B_NEXT, B_PREV, CEV_ADMISSION, CEV_ARRIVAL, CEV_ROUTING, CFS_BUCKET_LAST_REFILL, CFS_BUCKET_TOKENS,
+    CEV_ADMISSION, CEV_ARRIVAL, CEV_ROUTING, CFS_BUCKET_LAST_REFILL, CFS_BUCKET_TOKENS,
     CS_ARRIVED, CS_CHEAP_LEN, CS_ITL_N, CS_NODE_FREE, CS_NODE_TOP, CS_REJECTED, CS_ROUTED,
-    CS_RR_COUNTER, CS_SEQ, CS_STATUS, EV_ARRIVAL, EV_QUEUED, EV_STEP, H_TIME, IF_KV_BLOCK_TICKS,
+    CS_RR_COUNTER, CS_SEQ, CS_STATUS, EV_ARRIVAL, EV_QUEUED, EV_STEP, H_TIME, IF_KV_BLOCK_TICKS, IF_OFFLOAD_THRESHOLD,
+    IF_TRANSFER_BANDWIDTH, IS_CPU_CAPACITY, IS_CPU_HITS, IS_CPU_MISSES, IS_OFFLOADS, IS_THRASHING,
+    IS_TRANSFER_BASE_LATENCY,
     IS_CACHE_HITS, IS_CACHE_MISSES, IS_CLOCK, IS_CLOCK_REGRESSIONS, IS_COMPLETED, IS_FREE_HEAD,
     IS_FREE_TAIL, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_TOTAL, IS_KV_USED, IS_PEAK_KV,
     IS_PREEMPTIONS, IS_RB_LEN, IS_STEP_COUNT, IS_TOTAL_INPUT, IS_TOTAL_OUTPUT, IS_WQ_HEAD, IS_WQ_LEN,
@@ -164,7 +167,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     wq = np.empty((n_inst, wq_cap), dtype=np.int64)
     rb = np.empty((n_inst, rb_cap), dtype=np.int64)
     blk = np.zeros((n_inst, N_B, block_cap), dtype=np.int64)
-    bhash = np.zeros((n_inst, block_cap), dtype=np.uint64)
+    bhash = np.zeros((n_inst, 2, block_cap), dtype=np.uint64)
     ht_key = np.full((n_inst, ht_cap), HT_EMPTY, dtype=np.uint64)
     ht_val = np.empty((n_inst, ht_cap), dtype=np.int64)
     for i in range(n_inst):
@@ -172,6 +175,10 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         ist[i, IS_FREE_HEAD] = -1
         ist[i, IS_FREE_TAIL] = -1
         ist[i, IS_WQ_HEAD] = wq_cap // 2
+        ist[i, IS_CPU_CAPACITY] = cfg_int[c, CI_KV_CPU_BLOCKS]
+        ist[i, IS_TRANSFER_BASE_LATENCY] = cfg_int[c, CI_KV_TRANSFER_BASE_LATENCY]
+        ifl[i, IF_OFFLOAD_THRESHOLD] = cfg_float[c, CF_KV_OFFLOAD_THRESHOLD]
+        ifl[i, IF_TRANSFER_BANDWIDTH] = cfg_float[c, CF_KV_TRANSFER_BANDWIDTH]
 
     rq = np.zeros((max(n, 1), N_R), dtype=np.int64)
     for r in range(n):
@@ -191,6 +198,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     snapshot = np.empty(rb_cap, dtype=np.int64)
     remaining = np.empty(rb_cap, dtype=np.int64)
     cached_ids = np.empty(max_in // block_size + 1, dtype=np.int64)
+    lookup_ids = np.empty(max_in // block_size + 1, dtype=np.int64)
     no_cached = np.empty(0, dtype=np.int64)
     pa_cap = _pow2_at_least_nb(2 * n + 16) if cfg_int[c, CI_ROUTING] == ROUTE_PREFIX_AFFINITY else 16
     pa_key = np.full((1, pa_cap), HT_EMPTY, dtype=np.uint64)
@@ -261,7 +269,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
             elif kind == EV_STEP:
                 step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio,
                         node_blk, node_prev, cs, chash, clen, itl_val, itl_req, i, t, arrival, in_len, out_len,
-                        ph, seq_off, id_rank, pow_table, snapshot, remaining, cached_ids, no_cached)
+                        ph, seq_off, id_rank, pow_table, snapshot, remaining, cached_ids, no_cached, lookup_ids)
 
     status = cs[CS_STATUS]
     out_cluster[c, :] = np.nan
@@ -278,6 +286,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     block_ticks = 0.0
     preemptions = 0
     hit_rate_sum = 0.0
+    thrashing_sum = 0.0
     waiting = 0
     running = 0
     used_end = 0
@@ -288,8 +297,11 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     inversions = 0
     for i in range(n_inst):
         ended = min(ist[i, IS_CLOCK], horizon)
-        lookups = ist[i, IS_CACHE_HITS] + ist[i, IS_CACHE_MISSES]
-        hit_rate = float(ist[i, IS_CACHE_HITS]) / float(lookups) if lookups > 0 else 0.0
+        hits = ist[i, IS_CACHE_HITS] + ist[i, IS_CPU_HITS]
+        lookups = hits + ist[i, IS_CACHE_MISSES] + ist[i, IS_CPU_MISSES]
+        hit_rate = float(hits) / float(lookups) if lookups > 0 else 0.0
+        thrashing = float(ist[i, IS_THRASHING]) / float(ist[i, IS_OFFLOADS]) if ist[i, IS_OFFLOADS] > 0 else 0.0
+        thrashing_sum += thrashing
         inst_inversions = priority_inversions_nb(rq, arrival, i, n)
         if out_instances.shape[1] > i:
             row = out_instances[c, i]
@@ -307,6 +319,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
             row[M_KV_FREE_END] = count_free_list_nb(blk, ist, i)
             row[M_KV_TOTAL] = total_kv
             row[M_STEPS] = ist[i, IS_STEP_COUNT]
+            row[M_KV_THRASHING_RATE] = thrashing
             row[M_STATUS] = 0
         completed += ist[i, IS_COMPLETED]
         total_in += ist[i, IS_TOTAL_INPUT]
@@ -347,7 +360,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     row[M_STEPS] = steps
     row[M_CLOCK_REGRESSIONS] = regressions
     row[M_KV_ALLOC_FAILURES] = alloc_failures
-    row[M_KV_THRASHING_RATE] = 0.0
+    row[M_KV_THRASHING_RATE] = thrashing_sum / float(n_inst)
     row[M_STATUS] = 0
 
     if req_ttft.shape[1] >= n:

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 from kernels.event_heap import heap_push_nb
-from kernels.kv_cache import allocate_blocks_nb, lookup_cached_blocks_nb, release_blocks_nb
+from kernels.kv_cache import lookup_cached_blocks_nb, store_allocate_nb, store_release_nb
 from kernels.layout import (
     CF_ALPHA0, CF_ALPHA1, CF_ALPHA2, CI_LONG_PREFILL, CI_MAX_RUNNING, CI_MAX_SCHED_TOKENS, CI_PRIORITY,
     CI_ROOFLINE, CI_SCHEDULER, CI_TP, PRIO_INVERTED_SLO, PRIO_SLO_BASED, RF_COMPLETED, RF_HAS_TTFT,
@@ -17,7 +17,7 @@ from kernels.layout import (
 from kernels.state import (
     CS_ITL_N, CS_STATUS, EV_ARRIVAL, EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP,
     IF_KV_BLOCK_TICKS, IS_COMPLETED, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_USED, IS_PEAK_KV,
-    IS_PREEMPTION_HAPPENED, IS_PREEMPTIONS, IS_RB_LEN, IS_STEP_COUNT, IS_STEP_DECODE_TOKENS,
+    IS_PENDING_TRANSFER, IS_PREEMPTION_HAPPENED, IS_PREEMPTIONS, IS_RB_LEN, IS_TIER_CLOCK, IS_STEP_COUNT, IS_STEP_DECODE_TOKENS,
     IS_STEP_MISS_TOKENS, IS_STEP_PENDING, IS_TOTAL_INPUT, IS_TOTAL_OUTPUT, IS_WQ_HEAD, IS_WQ_LEN,
     IS_WQ_SAMPLE_COUNT, IS_WQ_SAMPLE_SUM, R_COMPUTED, R_E2E, R_FIRST_TOKEN, R_FLAGS, R_ITL_SUM,
     R_NUM_NEW, R_PROGRESS, R_SCHED_DELAY,
@@ -118,13 +118,13 @@ def on_queued_nb(heap, wq, ist, cs, i, r, now, in_len):
 
 # ---------------------------------------------------------------- step
 @njit(cache=True)
-def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
-                i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, no_cached):
+def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
+                i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, no_cached, lookup_ids):
     """Allocate for r, evicting from the batch tail until it fits (reference preempt())."""
     while True:
-        if allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
-                              i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
-                              rq[r, R_PROGRESS], rq[r, R_PROGRESS] + n_new, no_cached, 0):
+        if store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
+                             i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
+                             rq[r, R_PROGRESS], rq[r, R_PROGRESS] + n_new, no_cached, 0, lookup_ids):
             return True
         if cs[CS_STATUS] != 0:
             return False
@@ -136,16 +136,16 @@ def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq, node_blk, nod
         victim = rb[i, ist[i, IS_RB_LEN]]
         push_event_nb(heap, ist, cs, i, now, EV_PREEMPTION, victim)
         rq[victim, R_PROGRESS] = 0
-        release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, victim)
+        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen, i, victim)
         wq_push_front_nb(wq, ist, i, victim)
         if victim == r:
             return False
 
 
 @njit(cache=True)
-def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev,
+def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev,
                    cs, chash, clen, i, now, arrival, in_len, out_len, ph, seq_off, pow_table,
-                   snapshot, cached_ids, no_cached):
+                   snapshot, cached_ids, no_cached, lookup_ids):
     """The reference's makeRunningBatch."""
     block_size = cfg_int[c, 1]
     threshold = cfg_int[c, CI_LONG_PREFILL]
@@ -165,18 +165,18 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq
             if 0 < threshold < n_new:
                 n_new = threshold
             n_new = min(n_new, budget)
-            if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs,
+            if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
                                chash, clen, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
-                               no_cached):
+                               no_cached, lookup_ids):
                 break
             budget -= n_new
             ist[i, IS_STEP_MISS_TOKENS] += n_new
             rq[r, R_NUM_NEW] = n_new
             rq[r, R_COMPUTED] += n_new
         if rq[r, R_PROGRESS] >= in_len[r] and out_len[r] > 0:
-            if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs,
+            if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
                                chash, clen, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
-                               no_cached):
+                               no_cached, lookup_ids):
                 break
             budget -= 1
             rq[r, R_NUM_NEW] = 1
@@ -194,9 +194,9 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq
             n_new = threshold
         n_new = min(n_new, budget)
         start = n_cached * block_size
-        if not allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
-                                  i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
-                                  start, start + n_new, cached_ids, n_cached):
+        if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
+                                 i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
+                                 start, start + n_new, cached_ids, n_cached, lookup_ids):
             break
         ist[i, IS_WQ_HEAD] += 1
         ist[i, IS_WQ_LEN] -= 1
@@ -214,9 +214,10 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq
 @njit(cache=True)
 def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, node_blk,
             node_prev, cs, chash, clen, itl_val, itl_req, i, now, arrival, in_len, out_len, ph, seq_off,
-            id_rank, pow_table, snapshot, remaining, cached_ids, no_cached):
+            id_rank, pow_table, snapshot, remaining, cached_ids, no_cached, lookup_ids):
     """One reference Step() at time `now` on instance i."""
     ist[i, IS_STEP_COUNT] += 1
+    ist[i, IS_TIER_CLOCK] = now
     ist[i, IS_STEP_MISS_TOKENS] = 0
     ist[i, IS_STEP_DECODE_TOKENS] = 0
 
@@ -233,9 +234,9 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
             prio[r] = 0.0
     order_wait_queue_nb(wq, ist, i, cfg_int[c, CI_SCHEDULER], prio, arrival, in_len, id_rank)
 
-    _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs,
+    _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
                    chash, clen, i, now, arrival, in_len, out_len, ph, seq_off, pow_table, snapshot,
-                   cached_ids, no_cached)
+                   cached_ids, no_cached, lookup_ids)
     if cs[CS_STATUS] != 0:
         return
 
@@ -248,6 +249,9 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
                                         rq[:, R_PROGRESS], rq[:, R_NUM_NEW], in_len)
     else:
         advance = blackbox_step_time_nb(cfg_float, c, ist[i, IS_STEP_MISS_TOKENS], ist[i, IS_STEP_DECODE_TOKENS])
+    # CPU->GPU reloads made while forming this batch (query-and-clear, as the reference)
+    advance += ist[i, IS_PENDING_TRANSFER]
+    ist[i, IS_PENDING_TRANSFER] = 0
     token_time = advance + int(cfg_float[c, CF_ALPHA2])
 
     # execution: every request in the batch advances, scheduled this step or not
@@ -277,14 +281,14 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
             if not _record_itl_nb(itl_val, itl_req, cs, rq, r, token_time):
                 return
             if out_len[r] > 0:
-                if not allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
-                                          clen, i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
-                                          rq[r, R_PROGRESS], rq[r, R_PROGRESS] + 1, no_cached, 0):
+                if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
+                                         clen, i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
+                                         rq[r, R_PROGRESS], rq[r, R_PROGRESS] + 1, no_cached, 0, lookup_ids):
                     if cs[CS_STATUS] != 0:
                         return
                     # reference fix 1: the request still completes
                     ist[i, IS_KV_ALLOC_FAILURES] += 1
-            release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r)
+            store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen, i, r)
             ist[i, IS_COMPLETED] += 1
             push_event_nb(heap, ist, cs, i, now + advance, EV_REQUEST_LEFT, r)
             rq[r, R_E2E] = rq[r, R_FIRST_TOKEN] + rq[r, R_ITL_SUM]

@@ -15,9 +15,11 @@ from numba import njit
 
 from kernels.hashing import concat_hash_nb, slice_hash_nb
 from kernels.state import (
-    B_HASHED, B_IN_USE, B_NEXT, B_NTOK, B_PREV, B_REF, CS_NODE_FREE, CS_NODE_TOP, CS_STATUS,
-    IS_CACHE_HITS, IS_CACHE_MISSES, IS_FREE_HEAD, IS_FREE_TAIL, IS_KV_TOTAL, IS_KV_TOUCHED,
-    IS_KV_USED, R_MAP_LAST, R_PROGRESS,
+    B_CPU_NTOK, B_CPU_TIME, B_CPU_VALID, B_HASHED, B_IN_USE, B_NEXT, B_NTOK, B_PREV, B_REF, BH_CPU,
+    BH_GPU, CS_NODE_FREE, CS_NODE_TOP, CS_STATUS, IF_OFFLOAD_THRESHOLD, IF_TRANSFER_BANDWIDTH,
+    IS_CACHE_HITS, IS_CACHE_MISSES, IS_CPU_CAPACITY, IS_CPU_ENTRIES, IS_CPU_HITS, IS_CPU_MISSES,
+    IS_CPU_USED, IS_FREE_HEAD, IS_FREE_TAIL, IS_KV_TOTAL, IS_KV_TOUCHED, IS_KV_USED, IS_OFFLOADS,
+    IS_PENDING_TRANSFER, IS_THRASHING, IS_TIER_CLOCK, IS_TRANSFER_BASE_LATENCY, R_MAP_LAST, R_PROGRESS,
 )
 
 HT_EMPTY = np.uint64(1 << 63)  # real keys are < 2**61
@@ -131,7 +133,7 @@ def pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i):
         _free_list_remove_nb(blk, ist, i, b)
     if blk[i, B_HASHED, b] != 0:
         # deletes the key even when it now names another block, as the reference does
-        ht_delete_nb(ht_key, ht_val, i, bhash[i, b])
+        ht_delete_nb(ht_key, ht_val, i, bhash[i, BH_GPU, b])
         blk[i, B_HASHED, b] = 0
     blk[i, B_NTOK, b] = 0
     return b
@@ -254,7 +256,7 @@ def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev,
             if latest_ntok + take == block_size:
                 # the block closes the request's whole token list so far
                 h = chash[r]
-                bhash[i, latest] = h
+                bhash[i, BH_GPU, latest] = h
                 blk[i, B_HASHED, latest] = 1
                 ht_put_nb(ht_key, ht_val, i, h, latest)
         else:
@@ -271,7 +273,7 @@ def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev,
                 ist[i, IS_CACHE_MISSES] += 1
                 if take == block_size and in_prefill:
                     h = ph[seq_start + start_index + end]
-                    bhash[i, b] = h
+                    bhash[i, BH_GPU, b] = h
                     blk[i, B_HASHED, b] = 1
                     ht_put_nb(ht_key, ht_val, i, h, b)
                 if not _list_append_nb(rq, node_blk, node_prev, cs, r, b):
@@ -281,3 +283,99 @@ def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev,
                 clen[r] += take
                 done = end
     return True
+
+
+# ---------------------------------------------------------------- tiered store (GPU + CPU)
+@njit(cache=True)
+def _reload_from_cpu_nb(blk, bhash, ht_key, ht_val, ifl, ist, cs, i, block_size):
+    """Bring offloaded prefix blocks back as free, cached GPU blocks (lowest GPU id first)."""
+    reloaded = False
+    if ist[i, IS_CPU_ENTRIES] == 0:
+        return False
+    for src in range(ist[i, IS_KV_TOUCHED]):
+        if blk[i, B_CPU_VALID, src] == 0:
+            continue
+        h = bhash[i, BH_CPU, src]
+        if ht_get_nb(ht_key, ht_val, i, h) != -1:
+            continue
+        b = pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i)
+        if b == -1:
+            break
+        blk[i, B_NTOK, b] = blk[i, B_CPU_NTOK, src]
+        bhash[i, BH_GPU, b] = h
+        blk[i, B_HASHED, b] = 1
+        blk[i, B_REF, b] = 0
+        blk[i, B_IN_USE, b] = 0
+        ht_put_nb(ht_key, ht_val, i, h, b)
+        _free_list_append_nb(blk, ist, i, b)
+        ist[i, IS_PENDING_TRANSFER] += ist[i, IS_TRANSFER_BASE_LATENCY] + int(
+            np.ceil(float(block_size) / ifl[i, IF_TRANSFER_BANDWIDTH]))
+        if ist[i, IS_TIER_CLOCK] - blk[i, B_CPU_TIME, src] < 1000:
+            ist[i, IS_THRASHING] += 1
+        blk[i, B_CPU_VALID, src] = 0
+        ist[i, IS_CPU_ENTRIES] -= 1
+        ist[i, IS_CPU_USED] -= 1
+        ist[i, IS_CPU_HITS] += 1
+        reloaded = True
+    return reloaded
+
+
+@njit(cache=True)
+def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
+                      i, r, ph, seq_start, input_len, pow_table, block_size,
+                      start_index, end_index, cached_ids, n_cached, lookup_ids):
+    """Allocate through the KV store: GPU first; with a CPU tier, reload and retry once."""
+    if allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+                          i, r, ph, seq_start, input_len, pow_table, block_size,
+                          start_index, end_index, cached_ids, n_cached):
+        return True
+    if ist[i, IS_CPU_CAPACITY] <= 0 or cs[CS_STATUS] != 0:
+        return False
+    if _reload_from_cpu_nb(blk, bhash, ht_key, ht_val, ifl, ist, cs, i, block_size):
+        n_new_cached = lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, block_size,
+                                               lookup_ids)
+        new_start = n_new_cached * block_size
+        if new_start > start_index:
+            # a reload can cover the whole chunk; the reference would slice past its end
+            return allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+                                      i, r, ph, seq_start, input_len, pow_table, block_size,
+                                      new_start, max(end_index, new_start), lookup_ids, n_new_cached)
+        return allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+                                  i, r, ph, seq_start, input_len, pow_table, block_size,
+                                  start_index, end_index, cached_ids, n_cached)
+    ist[i, IS_CPU_MISSES] += 1
+    return False
+
+
+@njit(cache=True)
+def store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen, i, r):
+    """Release through the KV store; with a CPU tier, offload cached free blocks while the GPU is busy."""
+    release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r)
+    capacity = ist[i, IS_CPU_CAPACITY]
+    if capacity <= 0:
+        return
+    total = ist[i, IS_KV_TOTAL]
+    while total > 0:
+        if float(ist[i, IS_KV_USED]) / float(total) <= ifl[i, IF_OFFLOAD_THRESHOLD]:
+            break
+        if ist[i, IS_CPU_USED] >= capacity:
+            break
+        # first free block (LRU order) holding cached content; untouched blocks hold none
+        b = ist[i, IS_FREE_HEAD]
+        while b != -1 and blk[i, B_HASHED, b] == 0:
+            b = blk[i, B_NEXT, b]
+        if b == -1:
+            break
+        if blk[i, B_CPU_VALID, b] == 0:
+            ist[i, IS_CPU_ENTRIES] += 1
+        blk[i, B_CPU_VALID, b] = 1
+        blk[i, B_CPU_TIME, b] = ist[i, IS_TIER_CLOCK]
+        blk[i, B_CPU_NTOK, b] = blk[i, B_NTOK, b]
+        bhash[i, BH_CPU, b] = bhash[i, BH_GPU, b]
+        ist[i, IS_CPU_USED] += 1
+        ist[i, IS_OFFLOADS] += 1
+        _free_list_remove_nb(blk, ist, i, b)
+        ht_delete_nb(ht_key, ht_val, i, bhash[i, BH_GPU, b])
+        blk[i, B_HASHED, b] = 0
+        blk[i, B_NTOK, b] = 0
+        _free_list_append_nb(blk, ist, i, b)

@@ -32,11 +32,24 @@ IS_KV_ALLOC_FAILURES = 22
 IS_STEP_MISS_TOKENS = 23  # regression features of the current step
 IS_STEP_DECODE_TOKENS = 24
 IS_CLOCK_REGRESSIONS = 25
-N_IS = 26
+# CPU tier of a tiered KV cache (inactive when IS_CPU_CAPACITY == 0)
+IS_CPU_CAPACITY = 26
+IS_CPU_USED = 27  # the reference's counter (it can exceed the entries held: re-offloads overwrite)
+IS_CPU_ENTRIES = 28
+IS_PENDING_TRANSFER = 29
+IS_OFFLOADS = 30
+IS_CPU_HITS = 31
+IS_CPU_MISSES = 32
+IS_THRASHING = 33
+IS_TIER_CLOCK = 34
+IS_TRANSFER_BASE_LATENCY = 35
+N_IS = 36
 
 # ---- instance floats: ifl[i, IF_*]
 IF_KV_BLOCK_TICKS = 0
-N_IF = 1
+IF_OFFLOAD_THRESHOLD = 1
+IF_TRANSFER_BANDWIDTH = 2
+N_IF = 3
 
 # ---- block fields: blk[i, B_*, block]
 B_REF = 0
@@ -45,7 +58,14 @@ B_PREV = 2
 B_NEXT = 3
 B_IN_USE = 4
 B_HASHED = 5
-N_B = 6
+B_CPU_VALID = 6  # an offloaded copy of this GPU block is held on the CPU tier
+B_CPU_TIME = 7
+B_CPU_NTOK = 8
+N_B = 9
+
+# ---- block hashes: bhash[i, BH_*, block]
+BH_GPU = 0
+BH_CPU = 1
 
 # ---- event heap fields: heap[i, H_*, slot]
 H_TIME = 0
