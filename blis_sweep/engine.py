@@ -29,6 +29,8 @@ class BatchResult:
     req_sched: np.ndarray  # [C, n] ticks, last scheduling delay
     req_flags: np.ndarray  # [C, n] kernels.layout.RF_* bits
     req_instance: np.ndarray  # [C, n]
+    trace_route: np.ndarray  # [C, n, N_TR] routing decisions (empty unless traced)
+    trace_candidates: np.ndarray  # [C, n, k, N_TC] top-k counterfactual candidates
 
 
 def pack_configs(configs: list[SimConfig], workload_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -124,10 +126,14 @@ def pack_workloads(workloads: list[Workload]) -> PackedWorkloads:
 
 def simulate(configs: list[SimConfig], workloads: list[Workload], workload_ids: list[int],
              per_request: bool = False, per_instance: bool = False,
-             packed: PackedWorkloads | None = None) -> BatchResult:
-    """Simulate configs[k] on workloads[workload_ids[k]], all in one kernel call."""
+             packed: PackedWorkloads | None = None, trace_k: int = -1) -> BatchResult:
+    """Simulate configs[k] on workloads[workload_ids[k]], all in one kernel call.
+
+    trace_k >= 0 records routing decisions with top-k counterfactual candidates.
+    """
     packed = packed or pack_workloads(workloads)
     ci, cf = pack_configs(configs, workload_ids)
+    ci[:, L.CI_TRACE_K] = trace_k
     n_cfg = len(configs)
     max_bs = int(ci[:, L.CI_BLOCK_SIZE].max()) if n_cfg else 1
     pow_table = power_table_nb(max_bs)
@@ -136,13 +142,15 @@ def simulate(configs: list[SimConfig], workloads: list[Workload], workload_ids: 
     cluster = np.full((n_cfg, L.N_METRICS), np.nan)
     instances = np.full((n_cfg, n_inst, L.N_METRICS), np.nan)
     req = [np.zeros((n_cfg, n_req), dtype=np.int64) for _ in range(6)]
+    n_trace = packed.max_requests if trace_k >= 0 else 0
+    trace = [np.zeros((n_cfg, n_trace, L.N_TR)), np.full((n_cfg, n_trace, max(trace_k, 0), L.N_TC), np.nan)]
     todo = np.arange(n_cfg)
     for _attempt in range(MAX_CAPACITY_RETRIES):
         sub_ci = ci[todo]
-        sub = _run_kernel(sub_ci, cf[todo], packed, pow_table, n_inst, n_req)
+        sub = _run_kernel(sub_ci, cf[todo], packed, pow_table, n_inst, n_req, n_trace, max(trace_k, 0))
         cluster[todo] = sub[0]
         instances[todo] = sub[1]
-        for full, part in zip(req, sub[2:]):
+        for full, part in zip(req + trace, sub[2:]):
             full[todo] = part
         retry = todo[cluster[todo, L.M_STATUS] == L.STATUS_CAPACITY]
         if retry.size == 0:
@@ -151,14 +159,16 @@ def simulate(configs: list[SimConfig], workloads: list[Workload], workload_ids: 
         todo = retry
     else:
         raise RuntimeError("kernel working memory estimate failed repeatedly; this is a bug")
-    return BatchResult(cluster, instances, *req)
+    return BatchResult(cluster, instances, *req, *trace)
 
 
-def _run_kernel(ci, cf, packed: PackedWorkloads, pow_table, n_inst, n_req):
+def _run_kernel(ci, cf, packed: PackedWorkloads, pow_table, n_inst, n_req, n_trace, trace_k):
     n_cfg = ci.shape[0]
     cluster = np.full((n_cfg, L.N_METRICS), np.nan)
     instances = np.full((n_cfg, n_inst, L.N_METRICS), np.nan)
     req = [np.zeros((n_cfg, n_req), dtype=np.int64) for _ in range(6)]
+    trace = [np.zeros((n_cfg, n_trace, L.N_TR)), np.full((n_cfg, n_trace, trace_k, L.N_TC), np.nan)]
     simulate_batch_nb(ci, cf, packed.start, packed.count, packed.arrival, packed.in_len, packed.out_len,
-                      packed.seq_off, packed.prefix_hash, packed.id_rank, pow_table, cluster, instances, *req)
-    return (cluster, instances, *req)
+                      packed.seq_off, packed.prefix_hash, packed.id_rank, pow_table, cluster, instances, *req,
+                      *trace)
+    return (cluster, instances, *req, *trace)

@@ -10,6 +10,7 @@ the caller re-runs it with a larger CI_CAPACITY_SCALE.
 import numpy as np
 from numba import njit, prange
 
+from kernels.decision_trace import record_routing_nb
 from kernels.event_heap import cluster_pop_nb, cluster_push_nb, heap_pop_nb
 from kernels.instance import on_arrival_nb, on_queued_nb, push_event_nb, step_nb
 from kernels.kv_cache import HT_EMPTY, count_free_list_nb, ht_get_nb, ht_put_nb
@@ -17,11 +18,11 @@ from kernels.layout import (
     ADMIT_REJECT_ALL, ADMIT_TOKEN_BUCKET, CF_BUCKET_CAPACITY, CF_BUCKET_REFILL, CF_CACHE_WEIGHT,
     CF_KV_OFFLOAD_THRESHOLD, CF_KV_TRANSFER_BANDWIDTH, CF_LOAD_WEIGHT, CI_ADMISSION, CI_KV_CPU_BLOCKS,
     CI_KV_TRANSFER_BASE_LATENCY, CI_ADMISSION_LATENCY, CI_BLOCK_SIZE, CI_CAPACITY_SCALE, CI_HORIZON,
-    CI_NUM_INSTANCES, CI_ROUTING, CI_ROUTING_LATENCY, CI_TOTAL_KV_BLOCKS, CI_WORKLOAD, M_ARRIVED,
+    CI_NUM_INSTANCES, CI_ROUTING, CI_ROUTING_LATENCY, CI_TOTAL_KV_BLOCKS, CI_TRACE_K, CI_WORKLOAD, M_ARRIVED,
     M_CACHE_HIT_RATE, M_CLOCK_REGRESSIONS, M_HOL_BLOCKING, M_IN_FLIGHT_END, M_KV_ALLOC_FAILURES,
     M_KV_BLOCK_TICKS, M_KV_FREE_END, M_KV_PEAK_BLOCKS, M_KV_THRASHING_RATE, M_KV_TOTAL, M_KV_USED_END,
     M_PREEMPTIONS, M_PRIORITY_INVERSIONS, M_REJECTED, M_ROUTED, M_RUNNING_END, M_STATUS, M_STEPS,
-    M_WAITING_END, N_METRICS, RF_REJECTED, RF_ROUTED, ROUTE_ALWAYS_BUSIEST, ROUTE_LEAST_LOADED,
+    M_WAITING_END, N_METRICS, RF_ADMISSION_DECIDED, RF_REJECTED, RF_ROUTED, ROUTE_ALWAYS_BUSIEST, ROUTE_LEAST_LOADED,
     ROUTE_PREFIX_AFFINITY, ROUTE_WEIGHTED,
 )
 from kernels.metrics import hol_blocking_nb, latency_block_nb, priority_inversions_nb
@@ -124,7 +125,7 @@ def _admit_nb(cfg_int, cfg_float, c, cf, clock, cost):
 def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len,
                        wl_seq_off, wl_prefix_hash, wl_id_rank, pow_table,
                        out_cluster, out_instances, req_ttft, req_e2e, req_itl_sum, req_sched, req_flags,
-                       req_instance):
+                       req_instance, trace_route, trace_candidates):
     w = cfg_int[c, CI_WORKLOAD]
     base = wl_start[w]
     n_all = wl_count[w]
@@ -210,6 +211,9 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     for r in range(n):
         clen_heap = cluster_push_nb(cheap, clen_heap, arrival[r], CEV_ARRIVAL, cs[CS_SEQ], r)
         cs[CS_SEQ] += 1
+    trace_k = cfg_int[c, CI_TRACE_K]
+    trace_scores = np.empty(n_inst)
+    trace_order = np.empty(n_inst, dtype=np.int64)
     admission_latency = cfg_int[c, CI_ADMISSION_LATENCY]
     routing_latency = cfg_int[c, CI_ROUTING_LATENCY]
 
@@ -239,6 +243,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
                 clen_heap = cluster_push_nb(cheap, clen_heap, t + admission_latency, CEV_ADMISSION, cs[CS_SEQ], r)
                 cs[CS_SEQ] += 1
             elif kind == CEV_ADMISSION:
+                rq[r, R_FLAGS] |= RF_ADMISSION_DECIDED
                 if _admit_nb(cfg_int, cfg_float, c, cf, t, float(in_len[r])):
                     clen_heap = cluster_push_nb(cheap, clen_heap, t + routing_latency, CEV_ROUTING, cs[CS_SEQ], r)
                     cs[CS_SEQ] += 1
@@ -248,6 +253,9 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
             else:
                 target = _route_nb(cfg_int, cfg_float, c, ist, n_inst, cs, pa_key, pa_val,
                                    ph[seq_off[r] + in_len[r]])
+                if trace_k >= 0 and trace_route.shape[1] > r:
+                    record_routing_nb(cfg_int, cfg_float, c, ist, n_inst, trace_k, target, t, r, trace_route,
+                                      trace_candidates, trace_scores, trace_order)
                 cs[CS_ROUTED] += 1
                 rq[r, R_INSTANCE] = target
                 rq[r, R_FLAGS] |= RF_ROUTED
@@ -376,14 +384,16 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
 @njit(cache=True, parallel=True)
 def simulate_batch_nb(cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len, wl_seq_off,
                       wl_prefix_hash, wl_id_rank, pow_table, out_cluster, out_instances, req_ttft, req_e2e,
-                      req_itl_sum, req_sched, req_flags, req_instance):
+                      req_itl_sum, req_sched, req_flags, req_instance, trace_route, trace_candidates):
     """Simulate every configuration row of cfg_int/cfg_float; all outputs are preallocated by the caller.
 
     out_cluster[c, M_*] is the merged metrics block; out_instances[c, i, M_*] the
     per-instance blocks (pass shape (C, 0, N_METRICS) to skip); req_*[c, r] the
-    per-request results (pass shape (C, 0) to skip).
+    per-request results (pass shape (C, 0) to skip); trace_route[c, r, TR_*] and
+    trace_candidates[c, r, k, TC_*] the routing decisions of configs with CI_TRACE_K >= 0.
     """
     for c in prange(cfg_int.shape[0]):
         simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len,
                            wl_seq_off, wl_prefix_hash, wl_id_rank, pow_table, out_cluster, out_instances,
-                           req_ttft, req_e2e, req_itl_sum, req_sched, req_flags, req_instance)
+                           req_ttft, req_e2e, req_itl_sum, req_sched, req_flags, req_instance, trace_route,
+                           trace_candidates)

@@ -23,7 +23,8 @@ CI_TP = 15
 CI_CAPACITY_SCALE = 16  # multiplies working-memory estimates; raised on overflow retry
 CI_KV_CPU_BLOCKS = 17
 CI_KV_TRANSFER_BASE_LATENCY = 18
-N_CFG_INT = 19
+CI_TRACE_K = 19  # -1: no decision trace; k >= 0: record decisions with top-k counterfactual candidates
+N_CFG_INT = 20
 
 # ---- per-configuration float parameters: cfg_float[c, CF_*]
 CF_ALPHA0 = 0
@@ -132,3 +133,16 @@ RF_COMPLETED = 2
 RF_SCHEDULED = 4
 RF_ROUTED = 8
 RF_REJECTED = 16
+RF_ADMISSION_DECIDED = 32
+
+# ---- decision trace: trace_route[c, r, TR_*] and trace_candidates[c, r, k, TC_*]
+TR_CLOCK = 0
+TR_REGRET = 1
+N_TR = 2
+TC_INSTANCE = 0
+TC_SCORE = 1
+TC_QUEUE_DEPTH = 2
+TC_BATCH_SIZE = 3
+TC_KV_UTILIZATION = 4
+TC_FREE_KV_BLOCKS = 5
+N_TC = 6
