@@ -8,13 +8,17 @@ import numpy as np
 from numba import njit
 
 from kernels.event_heap import heap_push_nb
-from kernels.kv_cache import lookup_cached_blocks_nb, store_allocate_nb, store_release_nb
+from kernels.hashing import concat_hash_nb, mulmod_nb, submod_nb
+from kernels.kv_cache import (
+    ht_put_nb, lookup_cached_blocks_nb, store_allocate_nb, store_release_nb, try_append_decode_token_nb,
+)
 from kernels.layout import (
     CF_ALPHA0, CF_ALPHA1, CF_ALPHA2, CI_LONG_PREFILL, CI_MAX_RUNNING, CI_MAX_SCHED_TOKENS, CI_PRIORITY,
     CI_ROOFLINE, CI_SCHEDULER, CI_TP, PRIO_INVERTED_SLO, PRIO_SLO_BASED, RF_COMPLETED, RF_HAS_TTFT,
     RF_SCHEDULED, SCHED_FCFS, SCHED_PRIORITY_FCFS, SCHED_REVERSE_PRIORITY, SCHED_SJF,
 )
 from kernels.state import (
+    B_HASHED, B_NTOK, BH_GPU, R_MAP_LAST,
     CS_ITL_N, CS_STATUS, EV_ARRIVAL, EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP,
     IF_KV_BLOCK_TICKS, IS_COMPLETED, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_USED, IS_PEAK_KV,
     IS_PENDING_TRANSFER, IS_PREEMPTION_HAPPENED, IS_PREEMPTIONS, IS_RB_LEN, IS_TIER_CLOCK, IS_STEP_COUNT, IS_STEP_DECODE_TOKENS,
@@ -174,7 +178,23 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
             rq[r, R_NUM_NEW] = n_new
             rq[r, R_COMPUTED] += n_new
         if rq[r, R_PROGRESS] >= in_len[r] and out_len[r] > 0:
-            if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
+            # Fast path, written out here rather than called: the token fits in the request's
+            # partial last block (exactly AllocateKVBlocks' behaviour then). Helper calls with
+            # array arguments cost atomic refcount updates on every decode token.
+            node = rq[r, R_MAP_LAST]
+            latest = node_blk[node] if node != -1 else -1
+            ntok = blk[i, B_NTOK, latest] if latest != -1 else 0
+            if 0 < ntok < block_size:
+                blk[i, B_NTOK, latest] = ntok + 1
+                a = seq_off[r] + rq[r, R_PROGRESS]
+                token_hash = submod_nb(ph[a + 1], mulmod_nb(ph[a], pow_table[1]))
+                chash[r] = concat_hash_nb(chash[r], token_hash, pow_table[1])
+                clen[r] += 1
+                if ntok + 1 == block_size:
+                    bhash[i, BH_GPU, latest] = chash[r]
+                    blk[i, B_HASHED, latest] = 1
+                    ht_put_nb(ht_key, ht_val, i, chash[r], latest)
+            elif not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
                                chash, clen, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
                                no_cached, lookup_ids):
                 break
@@ -222,8 +242,11 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
     ist[i, IS_STEP_DECODE_TOKENS] = 0
 
     policy = cfg_int[c, CI_PRIORITY]
+    scheduler = cfg_int[c, CI_SCHEDULER]
     head = ist[i, IS_WQ_HEAD]
-    for k in range(head, head + ist[i, IS_WQ_LEN]):
+    # priorities are observable only through the priority-ordering schedulers
+    n_prioritized = ist[i, IS_WQ_LEN] if scheduler == SCHED_PRIORITY_FCFS or scheduler == SCHED_REVERSE_PRIORITY else 0
+    for k in range(head, head + n_prioritized):
         r = wq[i, k]
         age = float(now - arrival[r])
         if policy == PRIO_SLO_BASED:
@@ -232,7 +255,7 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
             prio[r] = 0.0 - 1e-6 * age
         else:
             prio[r] = 0.0
-    order_wait_queue_nb(wq, ist, i, cfg_int[c, CI_SCHEDULER], prio, arrival, in_len, id_rank)
+    order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank)
 
     _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
                    chash, clen, i, now, arrival, in_len, out_len, ph, seq_off, pow_table, snapshot,
@@ -255,6 +278,8 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
     token_time = advance + int(cfg_float[c, CF_ALPHA2])
 
     # execution: every request in the batch advances, scheduled this step or not
+    n_itl = cs[CS_ITL_N]
+    itl_cap = itl_val.shape[0]
     for k in range(n_batch):
         r = rb[i, k]
         if rq[r, R_PROGRESS] < in_len[r]:
@@ -262,11 +287,17 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
         else:
             rq[r, R_PROGRESS] += 1
             ist[i, IS_TOTAL_OUTPUT] += 1
-            if not _record_itl_nb(itl_val, itl_req, cs, rq, r, token_time):
+            if n_itl >= itl_cap:
+                cs[CS_STATUS] = 1
                 return
+            itl_val[n_itl] = token_time
+            itl_req[n_itl] = r
+            n_itl += 1
+            rq[r, R_ITL_SUM] += token_time
         if rq[r, R_PROGRESS] == in_len[r]:
             rq[r, R_FLAGS] |= RF_HAS_TTFT
             rq[r, R_FIRST_TOKEN] = now + token_time - arrival[r]
+    cs[CS_ITL_N] = n_itl
 
     used = ist[i, IS_KV_USED]
     if used > ist[i, IS_PEAK_KV]:
@@ -280,7 +311,9 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
         if rq[r, R_PROGRESS] == in_len[r] + max(out_len[r], 1) - 1:
             if not _record_itl_nb(itl_val, itl_req, cs, rq, r, token_time):
                 return
-            if out_len[r] > 0:
+            if out_len[r] > 0 and not try_append_decode_token_nb(
+                    blk, bhash, ht_key, ht_val, rq, node_blk, chash, clen, i, r, ph, seq_off[r],
+                    rq[r, R_PROGRESS], pow_table, block_size):
                 if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
                                          clen, i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
                                          rq[r, R_PROGRESS], rq[r, R_PROGRESS] + 1, no_cached, 0, lookup_ids):

@@ -13,7 +13,7 @@ Block identity for prefix caching is a hash of the exact token prefix it closes
 import numpy as np
 from numba import njit
 
-from kernels.hashing import concat_hash_nb, slice_hash_nb
+from kernels.hashing import concat_hash_nb, mulmod_nb, slice_hash_nb, submod_nb
 from kernels.state import (
     B_CPU_NTOK, B_CPU_TIME, B_CPU_VALID, B_HASHED, B_IN_USE, B_NEXT, B_NTOK, B_PREV, B_REF, BH_CPU,
     BH_GPU, CS_NODE_FREE, CS_NODE_TOP, CS_STATUS, IF_OFFLOAD_THRESHOLD, IF_TRANSFER_BANDWIDTH,
@@ -379,3 +379,31 @@ def store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_pr
         blk[i, B_HASHED, b] = 0
         blk[i, B_NTOK, b] = 0
         _free_list_append_nb(blk, ist, i, b)
+
+
+@njit(cache=True, inline="always")
+def try_append_decode_token_nb(blk, bhash, ht_key, ht_val, rq, node_blk, chash, clen, i, r, ph, seq_start,
+                               position, pow_table, block_size):
+    """Fast path of a decode allocation: the token fits in the request's partial last block.
+
+    Exactly what AllocateKVBlocks does in that case (no free-block check, no new block);
+    returns False when the full allocation path is needed instead.
+    """
+    node = rq[r, R_MAP_LAST]
+    if node == -1:
+        return False
+    latest = node_blk[node]
+    ntok = blk[i, B_NTOK, latest]
+    if ntok == 0 or ntok >= block_size:
+        return False
+    blk[i, B_NTOK, latest] = ntok + 1
+    a = seq_start + position
+    token_hash = submod_nb(ph[a + 1], mulmod_nb(ph[a], pow_table[1]))
+    chash[r] = concat_hash_nb(chash[r], token_hash, pow_table[1])
+    clen[r] += 1
+    if ntok + 1 == block_size:
+        h = chash[r]
+        bhash[i, BH_GPU, latest] = h
+        blk[i, B_HASHED, latest] = 1
+        ht_put_nb(ht_key, ht_val, i, h, latest)
+    return True
