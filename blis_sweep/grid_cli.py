@@ -1,0 +1,60 @@
+"""Typer commands `grid` and `curves`, ready to register on the CLI app.
+
+    from blis_sweep import grid_cli
+    grid_cli.register(app)          # or: app.command("grid")(grid_cli.grid_command) ...
+
+Both raise BlisError for bad input; cli.main turns it into `error: ...` and exit status 2.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def grid_command(
+    spec: Annotated[Path, typer.Argument(help="Sweep file (YAML): base configuration, axes, seeds, SLO.",
+                                         show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: results/NAME/).",
+                                                show_default=False)] = None,
+    requests: Annotated[bool, typer.Option("--requests", help="Also write per-request records (requests.parquet).")
+                        ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or status lines.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard results of another sweep in --out.")
+                         ] = False,
+) -> None:
+    """Simulate every configuration of a sweep file; results stream to Parquet and resume if interrupted."""
+    from blis_sweep.grid_run import run_grid
+
+    summary = run_grid(spec, out=out, requests=requests, quiet=quiet, overwrite=overwrite)
+    if not quiet:
+        t = summary.timings
+        rate = summary.simulated_configs / max(t["wall_s"] - t["compile_s"], 1e-9)
+        done = (f"{summary.simulated_configs} simulated" + (f", {summary.chunks_skipped} chunks reused"
+                                                             if summary.chunks_skipped else ""))
+        print(f"{summary.name}: {summary.num_configs} configurations ({done}, {summary.infeasible} infeasible) in "
+              f"{t['wall_s']:.1f} s (kernel load/compile {t['compile_s']:.1f} s, simulate {t['simulate_s']:.1f} s; "
+              f"{rate:,.1f} configs/s); results in {summary.out_dir}/configs.parquet", file=sys.stderr)
+
+
+def curves_command(
+    run_dir: Annotated[Path, typer.Argument(help="Output directory of a `grid` run.", show_default=False)],
+    slo: Annotated[Optional[list[str]], typer.Option(
+        "--slo", help="SLO bound METRIC=VALUE (upper limit, e.g. ttft_p99_ms=200); repeatable. "
+                      "Replaces the sweep file's slo: section.", show_default=False)] = None,
+    sustain: Annotated[float, typer.Option("--sustain", help="Achieved/offered ratio a rate must reach.")] = 0.95,
+    top: Annotated[int, typer.Option("--top", help="Rows of the terminal table.")] = 20,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only write curves.parquet.")] = False,
+) -> None:
+    """Saturation curves of a grid run: writes RUN_DIR/curves.parquet and prints the best configurations."""
+    from blis_sweep.curves import run_curves
+    from blis_sweep.grid_spec import parse_slo_args
+
+    run_curves(run_dir, slo=parse_slo_args(slo), sustain=sustain, top=top, quiet=quiet)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("grid")(grid_command)
+    app.command("curves")(curves_command)

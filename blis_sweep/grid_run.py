@@ -1,0 +1,507 @@
+"""`blis-sweep grid SPEC.yaml`: simulate every configuration of a sweep, streaming results to Parquet.
+
+Output directory (default results/<sweep name>/)::
+
+    sweep.yaml                  the expanded, normalised sweep (its hash identifies the run)
+    manifest.json               versions, machine, spec hash, timings, status
+    chunks/configs-00000.parquet  one row per configuration of chunk 0 (chunk_size configs)
+    chunks/requests-00000.parquet per-request records of chunk 0 (with --requests)
+    configs.parquet             all chunks, in config_id order
+    requests.parquet            (with --requests)
+
+Configurations run in chunks of `chunk_size` consecutive config ids; each chunk is
+written atomically (temporary file, fsync, rename) with the spec hash in its Parquet
+metadata, so an interrupted run leaves only complete chunks and re-running the same
+command resumes after the last one. Memory is bounded by one chunk (plus the workload
+caches), whatever the grid size: points are decoded on demand and the final files are
+streamed together chunk by chunk.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import yaml
+
+from blis_sweep.errors import BlisError
+from blis_sweep.grid_io import (META_CHUNK, META_HASH, atomic_write_json, atomic_write_text, concat_parquet_atomic,
+                                parquet_identity, remove_stale_temps, write_parquet_atomic)
+from blis_sweep.grid_resolve import (PARAM_SCHEMA, Resolver, WorkloadCache, param_row, rows_to_param_arrays,
+                                     workload_bytes, workload_key)
+from blis_sweep.grid_spec import GridSpec, load_grid_spec
+from blis_sweep.metric_columns import INTEGER_COLUMNS, METRIC_COLUMNS
+
+CONFIGS_FILE = "configs.parquet"
+REQUESTS_FILE = "requests.parquet"
+MANIFEST_FILE = "manifest.json"
+SWEEP_FILE = "sweep.yaml"
+CHUNKS_DIR = "chunks"
+OUR_FILES = (CONFIGS_FILE, REQUESTS_FILE, MANIFEST_FILE, SWEEP_FILE, "curves.parquet")
+PACK_BUDGET_BYTES = 256 << 20  # distinct workloads packed together for the kernel
+KERNEL_BATCH = 64  # configurations per kernel call (progress granularity)
+
+# Throughput over the middle of the run, from per-request times (see _window_rate): unlike
+# responses_per_sec (completed / whole simulated time, which includes the final drain), it
+# equals the offered rate while the deployment keeps up and its capacity once saturated.
+WINDOW_COLUMNS = ("offered_rps", "achieved_rps", "achieved_ratio")
+WINDOW_QUANTILES = (0.05, 0.95)
+CONFIGS_SCHEMA = pa.schema(
+    PARAM_SCHEMA + [(name, pa.int64() if name in INTEGER_COLUMNS else pa.float64()) for name in METRIC_COLUMNS]
+    + [(name, pa.float64()) for name in WINDOW_COLUMNS])
+REQUESTS_SCHEMA = pa.schema([
+    ("config_id", pa.int64()), ("request_id", pa.int64()), ("arrival_us", pa.int64()),
+    ("input_tokens", pa.int64()), ("output_tokens", pa.int64()),
+    ("ttft_ms", pa.float64()), ("e2e_ms", pa.float64()), ("tpot_ms", pa.float64()), ("itl_sum_ms", pa.float64()),
+    ("scheduling_delay_ms", pa.float64()), ("completed", pa.bool_()), ("rejected", pa.bool_()),
+    ("instance", pa.int32()),
+])
+
+
+@dataclass
+class GridRunSummary:
+    name: str
+    out_dir: Path
+    spec_hash: str
+    num_points: int
+    num_configs: int
+    num_chunks: int
+    chunks_run: int
+    chunks_skipped: int
+    infeasible: int
+    simulated_configs: int
+    simulated_requests: int
+    wall_s: float
+    compile_s: float
+    simulate_s: float
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def configs_per_s(self) -> float:
+        run = self.wall_s - self.compile_s
+        return self.simulated_configs / run if run > 0 else float("nan")
+
+
+def chunk_file(out_dir: Path, kind: str, k: int) -> Path:
+    return out_dir / CHUNKS_DIR / f"{kind}-{k:05d}.parquet"
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- output directory
+
+def _prepare_out_dir(out_dir: Path, spec_hash: str, requests: bool, overwrite: bool) -> dict | None:
+    """Create/check the directory before any simulation; returns the previous manifest when resuming."""
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise BlisError(f"output path {out_dir} exists and is not a directory; choose another --out")
+        (out_dir / CHUNKS_DIR).mkdir(parents=True, exist_ok=True)
+        probe = out_dir / CHUNKS_DIR / f".write-probe.tmp-{id(out_dir)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BlisError(f"output directory {out_dir} is not writable ({exc.strerror or exc}); "
+                        f"choose another --out") from None
+    remove_stale_temps(out_dir)
+    remove_stale_temps(out_dir / CHUNKS_DIR)
+
+    manifest_path = out_dir / MANIFEST_FILE
+    old = None
+    if manifest_path.exists():
+        try:
+            old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = {}
+    if overwrite:
+        _clear(out_dir)
+        return None
+    if old is not None:
+        if old.get("spec_hash") != spec_hash:
+            raise BlisError(f"{out_dir} holds results of a different sweep (spec hash {old.get('spec_hash')}, "
+                            f"this sweep {spec_hash}); use another --out or --overwrite")
+        if bool(old.get("requests")) != requests:
+            raise BlisError(f"{out_dir} holds a run {'with' if old.get('requests') else 'without'} --requests; "
+                            f"re-run with the same options, another --out, or --overwrite")
+    return old
+
+
+def _clear(out_dir: Path) -> None:
+    for name in OUR_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (out_dir / name).unlink()
+    chunks = out_dir / CHUNKS_DIR
+    for p in chunks.glob("*-[0-9][0-9][0-9][0-9][0-9].parquet"):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _chunk_done(out_dir: Path, k: int, expected_rows: int, spec_hash: str, requests: bool) -> bool:
+    h, rows = parquet_identity(chunk_file(out_dir, "configs", k))
+    if h != spec_hash or rows != expected_rows:
+        return False
+    if requests:
+        h, _ = parquet_identity(chunk_file(out_dir, "requests", k))
+        return h == spec_hash
+    return True
+
+
+# ---------------------------------------------------------------- progress
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int, done: int, name: str):
+        self._p = None
+        self._start = time.perf_counter()
+        self._simulated = 0
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn("configs"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                           TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True))
+        self._p.start()
+        self._task = self._p.add_task(name, total=total, completed=done, rate="")
+
+    def advance(self, n: int) -> None:
+        self._simulated += n
+        if self._p is not None:
+            dt = time.perf_counter() - self._start
+            self._p.update(self._task, advance=n, rate=f"{self._simulated / dt:,.1f}/s" if dt > 0 else "")
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()
+
+
+# ---------------------------------------------------------------- running chunks
+
+class _PackCache:
+    """Distinct workloads packed for the kernel; reused by every chunk whose workloads it already holds."""
+
+    def __init__(self, wcache: WorkloadCache, budget: int = PACK_BUDGET_BYTES):
+        self.wcache = wcache
+        self.budget = budget
+        self.index: dict = {}
+        self.workloads: list = []
+        self.packed = None
+        self.packs = 0
+
+    def ensure(self, keys: list) -> None:
+        from blis_sweep import engine
+
+        if self.packed is not None and all(k in self.index for k in keys):
+            return
+        union = list(self.index) + [k for k in dict.fromkeys(keys) if k not in self.index]
+        held = dict(zip(self.index, self.workloads))
+        ws = [held[k] if k in held else self.wcache.get(k) for k in union]
+        if sum(workload_bytes(w) for w in ws) > self.budget:
+            union = list(dict.fromkeys(keys))
+            ws = [held[k] if k in held else self.wcache.get(k) for k in union]
+        self.index = {k: i for i, k in enumerate(union)}
+        self.workloads = ws
+        self.packed = engine.pack_workloads(ws)
+        self.packs += 1
+
+
+def _window_rate(ticks: np.ndarray) -> float:
+    """Events per second between the 5% and 95% quantiles of the event times (µs); NaN if undefined."""
+    k = ticks.shape[0]
+    if k < 3:
+        return float("nan")
+    t = np.sort(ticks)
+    lo = int(math.floor(WINDOW_QUANTILES[0] * (k - 1)))
+    hi = int(math.ceil(WINDOW_QUANTILES[1] * (k - 1)))
+    span = float(t[hi] - t[lo])
+    return (hi - lo) / span * 1e6 if span > 0 else float("nan")
+
+
+def _interleave(m: int, threads: int) -> np.ndarray:
+    """Order in which the kernel sees m configs so that each thread's contiguous share mixes neighbours.
+
+    Numba splits a prange into one contiguous block per thread; neighbouring grid configs
+    cost about the same, so dealing them round-robin balances the threads.
+    """
+    if threads <= 1 or m <= threads:
+        return np.arange(m)
+    return np.concatenate([np.arange(t, m, threads) for t in range(threads)])
+
+
+@dataclass
+class _ChunkResult:
+    configs: pa.Table
+    requests: pa.Table | None
+    simulated: int
+    infeasible: int
+    requests_simulated: int
+    simulate_s: float
+
+
+def _run_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs: _PackCache, a: int, b: int,
+               want_requests: bool, progress: _Progress, threads: int) -> _ChunkResult:
+    from blis_sweep import engine
+    from kernels import layout as L
+
+    n_seeds = len(spec.seeds)
+    rows, cfgs, wkeys, feasible, wls = [], [], [], [], []
+    last_p = -1
+    values = dep = None
+    for cid in range(a, b):
+        p, rep = divmod(cid, n_seeds)
+        if p != last_p:
+            values, lines = spec.point(p)
+            dep = resolver.deployment(values, lines)
+            last_p = p
+        seed = spec.seeds[rep]
+        key = workload_key(values, seed)
+        wl = None
+        if dep.infeasible is None:
+            wl = wcache.get(key)
+            feasible.append(cid - a)
+            cfgs.append(resolver.sim_config(values, dep, seed))
+            wkeys.append(key)
+        elif key[0] == "trace":
+            wl = wcache.get(key)
+        wls.append(wl)
+        rows.append(param_row(values, dep, cid, p, rep, seed, wl))
+
+    m = b - a
+    cluster = np.full((m, L.N_METRICS), np.nan)
+    window = np.full((m, len(WINDOW_COLUMNS)), np.nan)
+    req_parts = []
+    simulate_s = 0.0
+    n_req_sim = 0
+    infeasible = m - len(feasible)
+    if infeasible:
+        progress.advance(infeasible)
+    if feasible:
+        packs.ensure(wkeys)
+        wids = np.array([packs.index[k] for k in wkeys], dtype=np.int64)
+        feasible_arr = np.asarray(feasible, dtype=np.int64)
+        for s in range(0, len(feasible), KERNEL_BATCH):
+            pos = np.arange(s, min(s + KERNEL_BATCH, len(feasible)))
+            order = pos[_interleave(pos.size, threads)]
+            t0 = time.perf_counter()
+            res = engine.simulate([cfgs[i] for i in order], packs.workloads, wids[order].tolist(),
+                                  per_request=True, packed=packs.packed)
+            simulate_s += time.perf_counter() - t0
+            cluster[feasible_arr[order]] = res.cluster
+            for j, i in enumerate(order):
+                wl = wls[feasible[i]]
+                n_req = int(np.searchsorted(wl.arrival_ticks, cfgs[i].horizon, side="right"))
+                n_req_sim += n_req
+                arrivals = wl.arrival_ticks[:n_req]
+                done = (res.req_flags[j, :n_req] & L.RF_COMPLETED) != 0
+                offered = _window_rate(arrivals)
+                achieved = _window_rate(arrivals[done] + res.req_e2e[j, :n_req][done])
+                window[feasible[i]] = (offered, achieved, achieved / offered)
+            if want_requests:
+                req_parts.append((order, res))
+            progress.advance(pos.size)
+
+    columns = rows_to_param_arrays(rows)
+    for name, idx in METRIC_COLUMNS.items():
+        col = cluster[:, idx]
+        mask = np.isnan(col)
+        if name in INTEGER_COLUMNS:
+            columns.append(pa.array(np.where(mask, 0, col).astype(np.int64), mask=mask, type=pa.int64()))
+        else:
+            columns.append(pa.array(col, mask=mask, type=pa.float64()))
+    for k in range(len(WINDOW_COLUMNS)):
+        col = window[:, k]
+        columns.append(pa.array(col, mask=np.isnan(col), type=pa.float64()))
+    table = pa.Table.from_arrays(columns, schema=CONFIGS_SCHEMA)
+
+    req_table = None
+    if want_requests:
+        req_table = _requests_table(req_parts, feasible, wls, cfgs, a)
+    return _ChunkResult(table, req_table, len(feasible), infeasible, n_req_sim, simulate_s)
+
+
+def _requests_table(parts, feasible: list, wls: list, cfgs: list, a: int) -> pa.Table:
+    from kernels import layout as L
+
+    cols: dict[str, list] = {name: [] for name in REQUESTS_SCHEMA.names}
+    for order, res in parts:
+        for j, i in enumerate(order):
+            local = feasible[i]
+            wl = wls[local]
+            horizon = cfgs[i].horizon
+            n = int(np.searchsorted(wl.arrival_ticks, horizon, side="right"))
+            flags = res.req_flags[j, :n]
+            has_ttft = (flags & L.RF_HAS_TTFT) != 0
+            done = (flags & L.RF_COMPLETED) != 0
+            sched = (flags & L.RF_SCHEDULED) != 0
+            out_len = wl.output_len[:n]
+            itl_sum = res.req_itl_sum[j, :n].astype(np.float64)
+            tpot = np.where(out_len > 0, itl_sum / np.maximum(out_len - 1, 1), 0.0) / 1000.0
+            inst = res.req_instance[j, :n]
+            cols["config_id"].append(np.full(n, a + local, dtype=np.int64))
+            cols["request_id"].append(np.arange(n, dtype=np.int64))
+            cols["arrival_us"].append(wl.arrival_ticks[:n])
+            cols["input_tokens"].append(wl.input_len[:n])
+            cols["output_tokens"].append(out_len)
+            cols["ttft_ms"].append((res.req_ttft[j, :n] / 1000.0, ~has_ttft))
+            cols["e2e_ms"].append((res.req_e2e[j, :n] / 1000.0, ~done))
+            cols["tpot_ms"].append((tpot, ~done))
+            cols["itl_sum_ms"].append((itl_sum / 1000.0, ~done))
+            cols["scheduling_delay_ms"].append((res.req_sched[j, :n] / 1000.0, ~sched))
+            cols["completed"].append(done)
+            cols["rejected"].append((flags & L.RF_REJECTED) != 0)
+            cols["instance"].append((inst.astype(np.int32), inst < 0))
+    arrays = []
+    for name, typ in zip(REQUESTS_SCHEMA.names, REQUESTS_SCHEMA.types):
+        parts_ = cols[name]
+        if parts_ and isinstance(parts_[0], tuple):
+            values = np.concatenate([v for v, _ in parts_])
+            mask = np.concatenate([mk for _, mk in parts_])
+            arrays.append(pa.array(values, mask=mask, type=typ))
+        else:
+            arrays.append(pa.array(np.concatenate(parts_) if parts_ else np.empty(0), type=typ))
+    table = pa.Table.from_arrays(arrays, schema=REQUESTS_SCHEMA)
+    return table.sort_by([("config_id", "ascending"), ("request_id", "ascending")])
+
+
+def _warm_up(want_requests: bool) -> float:
+    """Time the first kernel call on a tiny input: JIT compilation, or loading the on-disk cache."""
+    t0 = time.perf_counter()
+    from blis_sweep import engine
+    from blis_sweep.sim_config import SimConfig
+    from blis_sweep.workload_arrays import build_workload
+
+    wl = build_workload([0, 1000], [[1, 2, 3], [1, 2, 4, 5]], [[7, 8], [9]])
+    cfg = SimConfig(total_kv_blocks=64, alpha_coeffs=(100.0, 1.0, 1.0), beta_coeffs=(1000.0, 10.0, 10.0))
+    engine.simulate([cfg], [wl], [0], per_request=want_requests)
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- entry point
+
+def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: bool = False, quiet: bool = False,
+             overwrite: bool = False, progress: bool | None = None, log=None) -> GridRunSummary:
+    """Run a sweep file; returns a summary. Bad input raises BlisError before any simulation.
+
+    progress: show the progress bar (default: when stderr is a terminal and not quiet).
+    log: callable for status lines (default: print to stderr unless quiet).
+    """
+    t_start = time.perf_counter()
+    started_at = _utc_now()
+    if log is None:
+        log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if progress is None:
+        progress = not quiet and sys.stderr.isatty()
+
+    spec = load_grid_spec(spec_path)
+    resolver = Resolver(spec)
+    resolver.validate()
+    out_dir = Path(out) if out is not None else Path("results") / spec.name
+    spec_hash = spec.spec_hash()
+    previous = _prepare_out_dir(out_dir, spec_hash, requests, overwrite)
+
+    n = spec.num_configs
+    cs = spec.chunk_size
+    n_chunks = math.ceil(n / cs)
+    bounds = [(k * cs, min(n, (k + 1) * cs)) for k in range(n_chunks)]
+    todo = [k for k, (a, b) in enumerate(bounds) if not _chunk_done(out_dir, k, b - a, spec_hash, requests)]
+    done_configs = sum(b - a for k, (a, b) in enumerate(bounds) if k not in set(todo))
+
+    from blis_sweep.run_info import git_commit, machine_info, package_versions
+
+    manifest = {
+        "name": spec.name,
+        "status": "running",
+        "spec_file": str(Path(spec_path)),
+        "spec_hash": spec_hash,
+        "requests": requests,
+        "num_points": spec.num_points,
+        "num_configs": n,
+        "num_chunks": n_chunks,
+        "chunk_size": cs,
+        "seeds": list(spec.seeds),
+        "slo": spec.slo,
+        "versions": package_versions(),
+        "commit": git_commit(),
+        "machine": machine_info(),
+        "started_at": started_at,
+        "invocations": (previous or {}).get("invocations", []),
+    }
+    header = (f"# blis-sweep grid: expanded sweep of {spec.source}\n# spec hash {spec_hash}: "
+              f"{spec.num_points} points x {len(spec.seeds)} seeds = {n} configurations\n")
+    atomic_write_text(out_dir / SWEEP_FILE,
+                      header + yaml.safe_dump(spec.normalized(), sort_keys=False, default_flow_style=None))
+    atomic_write_json(out_dir / MANIFEST_FILE, manifest)
+    log(f"{spec.name}: {spec.num_points} points x {len(spec.seeds)} seeds = {n} configurations in {n_chunks} "
+        f"chunks" + (f" ({n_chunks - len(todo)} already done)" if len(todo) < n_chunks else "") + f" -> {out_dir}")
+
+    compile_s = 0.0
+    simulate_s = build_s = write_s = 0.0
+    infeasible = simulated = sim_requests = 0
+    wcache = WorkloadCache(resolver)
+    packs = _PackCache(wcache)
+    if todo:
+        compile_s = _warm_up(requests)
+        import numba
+
+        threads = numba.get_num_threads()
+        bar = _Progress(progress, n, done_configs, spec.name)
+        try:
+            for k in todo:
+                a, b = bounds[k]
+                t0 = time.perf_counter()
+                res = _run_chunk(spec, resolver, wcache, packs, a, b, requests, bar, threads)
+                t1 = time.perf_counter()
+                meta = {META_HASH: spec_hash.encode(), META_CHUNK: str(k).encode()}
+                if res.requests is not None:
+                    write_parquet_atomic(chunk_file(out_dir, "requests", k), res.requests, meta)
+                write_parquet_atomic(chunk_file(out_dir, "configs", k), res.configs, meta)
+                write_s += time.perf_counter() - t1
+                build_s += (t1 - t0) - res.simulate_s
+                simulate_s += res.simulate_s
+                infeasible += res.infeasible
+                simulated += res.simulated
+                sim_requests += res.requests_simulated
+        finally:
+            bar.close()
+
+    t_merge = time.perf_counter()
+    file_meta = {META_HASH: spec_hash.encode(), b"blis_sweep.name": spec.name.encode()}
+    concat_parquet_atomic(out_dir / CONFIGS_FILE, [chunk_file(out_dir, "configs", k) for k in range(n_chunks)],
+                          CONFIGS_SCHEMA, file_meta)
+    if requests:
+        concat_parquet_atomic(out_dir / REQUESTS_FILE,
+                              [chunk_file(out_dir, "requests", k) for k in range(n_chunks)], REQUESTS_SCHEMA,
+                              file_meta)
+    merge_s = time.perf_counter() - t_merge
+    infeasible = _count_infeasible(out_dir / CONFIGS_FILE)  # over all chunks, also those of earlier runs
+    wall = time.perf_counter() - t_start
+    timings = {"wall_s": round(wall, 3), "compile_s": round(compile_s, 3), "simulate_s": round(simulate_s, 3),
+               "build_s": round(build_s, 3), "write_s": round(write_s, 3), "merge_s": round(merge_s, 3)}
+    manifest["invocations"] = manifest["invocations"] + [{
+        "started_at": started_at, "chunks_run": len(todo), "chunks_skipped": n_chunks - len(todo),
+        "simulated_configs": simulated, "simulated_requests": sim_requests, **timings}]
+    manifest.update(status="complete", finished_at=_utc_now(), infeasible_configs=infeasible,
+                    workloads_generated=wcache.generated, workload_packs=packs.packs, **timings)
+    atomic_write_json(out_dir / MANIFEST_FILE, manifest)
+    return GridRunSummary(name=spec.name, out_dir=out_dir, spec_hash=spec_hash, num_points=spec.num_points,
+                          num_configs=n, num_chunks=n_chunks, chunks_run=len(todo),
+                          chunks_skipped=n_chunks - len(todo), infeasible=infeasible, simulated_configs=simulated,
+                          simulated_requests=sim_requests, wall_s=wall, compile_s=compile_s, simulate_s=simulate_s,
+                          timings=timings)
+
+
+def _count_infeasible(path: Path) -> int:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    col = pq.read_table(path, columns=["infeasible"]).column("infeasible")
+    return int(pc.sum(col).as_py() or 0)
