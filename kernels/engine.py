@@ -10,6 +10,7 @@ the caller re-runs it with a larger CI_CAPACITY_SCALE.
 import numpy as np
 from numba import njit, prange
 
+from kernels.borrow import borrowed_nb
 from kernels.decision_trace import record_routing_nb
 from kernels.event_heap import cluster_pop_nb, cluster_push_nb, heap_pop_nb
 from kernels.instance import on_arrival_nb, on_queued_nb, push_event_nb, step_nb
@@ -31,12 +32,12 @@ from kernels.state import (
     CS_ARRIVED, CS_CHEAP_LEN, CS_ITL_N, CS_NODE_FREE, CS_NODE_TOP, CS_REJECTED, CS_ROUTED,
     CS_RR_COUNTER, CS_SEQ, CS_STATUS, EV_ARRIVAL, EV_QUEUED, EV_STEP, H_TIME, IF_KV_BLOCK_TICKS, IF_OFFLOAD_THRESHOLD,
     IF_TRANSFER_BANDWIDTH, IS_CPU_CAPACITY, IS_CPU_HITS, IS_CPU_MISSES, IS_OFFLOADS, IS_THRASHING,
-    IS_TRANSFER_BASE_LATENCY,
+    IS_MEMO_REQ, IS_TRANSFER_BASE_LATENCY,
     IS_CACHE_HITS, IS_CACHE_MISSES, IS_CLOCK, IS_CLOCK_REGRESSIONS, IS_COMPLETED, IS_FREE_HEAD,
     IS_FREE_TAIL, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_TOTAL, IS_KV_USED, IS_PEAK_KV,
     IS_PREEMPTIONS, IS_RB_LEN, IS_STEP_COUNT, IS_TOTAL_INPUT, IS_TOTAL_OUTPUT, IS_WQ_HEAD, IS_WQ_LEN,
     IS_WQ_SAMPLE_COUNT, IS_WQ_SAMPLE_SUM, K_REQ, K_TIME, N_B, N_CFS, N_CS, N_H, N_IF, N_IS, N_K, N_R,
-    R_FLAGS, R_INSTANCE, R_MAP_LAST,
+    R_FLAGS, R_INSTANCE, R_LATEST_BLOCK, R_MAP_LAST,
 )
 
 INT64_MAX = np.iinfo(np.int64).max
@@ -160,50 +161,93 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     heap_cap = (4 * n + 64) * scale
     wq_cap = 2 * n + 16
     rb_cap = n + 1
-    ht_cap = _pow2_at_least_nb(2 * block_cap + 16)
+    # at most one key per block, so the map never fills; untouched working memory stays
+    # virtual (np.empty), so generous estimates cost address space, not time
+    ht_cap = _pow2_at_least_nb(block_cap + block_cap // 4 + 16)
 
-    ist = np.zeros((n_inst, N_IS), dtype=np.int64)
-    ifl = np.zeros((n_inst, N_IF))
-    heap = np.empty((n_inst, N_H, heap_cap), dtype=np.int64)
-    wq = np.empty((n_inst, wq_cap), dtype=np.int64)
-    rb = np.empty((n_inst, rb_cap), dtype=np.int64)
-    blk = np.zeros((n_inst, N_B, block_cap), dtype=np.int64)
-    bhash = np.zeros((n_inst, 2, block_cap), dtype=np.uint64)
-    ht_key = np.full((n_inst, ht_cap), HT_EMPTY, dtype=np.uint64)
-    ht_val = np.empty((n_inst, ht_cap), dtype=np.int64)
+    # Owning arrays; everything below works on borrowed views of them (kernels.borrow),
+    # and `owners` is touched at the end so that none is freed while its view is in use.
+    owners = (
+        np.zeros((n_inst, N_IS), dtype=np.int64),
+        np.zeros((n_inst, N_IF)),
+        np.empty((n_inst, N_H, heap_cap), dtype=np.int64),
+        np.empty((n_inst, wq_cap), dtype=np.int64),
+        np.empty((n_inst, rb_cap), dtype=np.int64),
+        np.empty((n_inst, N_B, block_cap), dtype=np.int64),  # fields set when a block is first popped
+        np.empty((n_inst, 2, block_cap), dtype=np.uint64),
+        np.full((n_inst, ht_cap), HT_EMPTY, dtype=np.uint64),
+        np.empty((n_inst, ht_cap + 1), dtype=np.int64),  # last column: modification counter
+        np.zeros((max(n, 1), N_R), dtype=np.int64),
+        np.zeros(max(n, 1)),
+        np.zeros(max(n, 1), dtype=np.uint64),
+        np.zeros(max(n, 1), dtype=np.int64),
+        np.empty(est_blocks, dtype=np.int64),
+        np.empty(est_blocks, dtype=np.int64),
+        np.empty(est_itl, dtype=np.int64),
+        np.empty(est_itl, dtype=np.int64),
+        np.zeros(N_CS, dtype=np.int64),
+        np.zeros(N_CFS),
+        np.empty(rb_cap, dtype=np.int64),
+        np.empty(rb_cap, dtype=np.int64),
+        np.empty(max_in // block_size + 1, dtype=np.int64),
+        np.empty(max_in // block_size + 1, dtype=np.int64),
+        np.empty(0, dtype=np.int64),
+        np.empty((n_inst, max_in // block_size + 1), dtype=np.int64),
+    )
+    ist = borrowed_nb(owners[0])
+    ifl = borrowed_nb(owners[1])
+    heap = borrowed_nb(owners[2])
+    wq = borrowed_nb(owners[3])
+    rb = borrowed_nb(owners[4])
+    blk = borrowed_nb(owners[5])
+    bhash = borrowed_nb(owners[6])
+    ht_key = borrowed_nb(owners[7])
+    ht_val = borrowed_nb(owners[8])
+    rq = borrowed_nb(owners[9])
+    prio = borrowed_nb(owners[10])
+    chash = borrowed_nb(owners[11])
+    clen = borrowed_nb(owners[12])
+    node_blk = borrowed_nb(owners[13])
+    node_prev = borrowed_nb(owners[14])
+    itl_val = borrowed_nb(owners[15])
+    itl_req = borrowed_nb(owners[16])
+    cs = borrowed_nb(owners[17])
+    cf = borrowed_nb(owners[18])
+    snapshot = borrowed_nb(owners[19])
+    remaining = borrowed_nb(owners[20])
+    cached_ids = borrowed_nb(owners[21])
+    lookup_ids = borrowed_nb(owners[22])
+    no_cached = borrowed_nb(owners[23])
+    memo_ids = borrowed_nb(owners[24])
+    cfg_int = borrowed_nb(cfg_int)
+    cfg_float = borrowed_nb(cfg_float)
+    arrival = borrowed_nb(arrival)
+    in_len = borrowed_nb(in_len)
+    out_len = borrowed_nb(out_len)
+    seq_off = borrowed_nb(seq_off)
+    id_rank = borrowed_nb(id_rank)
+    ph = borrowed_nb(ph)
+    pow_table = borrowed_nb(pow_table)
     for i in range(n_inst):
         ist[i, IS_KV_TOTAL] = total_kv
         ist[i, IS_FREE_HEAD] = -1
         ist[i, IS_FREE_TAIL] = -1
         ist[i, IS_WQ_HEAD] = wq_cap // 2
+        ist[i, IS_MEMO_REQ] = -1
+        ht_val[i, ht_cap] = 0
         ist[i, IS_CPU_CAPACITY] = cfg_int[c, CI_KV_CPU_BLOCKS]
         ist[i, IS_TRANSFER_BASE_LATENCY] = cfg_int[c, CI_KV_TRANSFER_BASE_LATENCY]
         ifl[i, IF_OFFLOAD_THRESHOLD] = cfg_float[c, CF_KV_OFFLOAD_THRESHOLD]
         ifl[i, IF_TRANSFER_BANDWIDTH] = cfg_float[c, CF_KV_TRANSFER_BANDWIDTH]
-
-    rq = np.zeros((max(n, 1), N_R), dtype=np.int64)
     for r in range(n):
         rq[r, R_MAP_LAST] = -1
+        rq[r, R_LATEST_BLOCK] = -1
         rq[r, R_INSTANCE] = -1
-    prio = np.zeros(max(n, 1))
-    chash = np.zeros(max(n, 1), dtype=np.uint64)
-    clen = np.zeros(max(n, 1), dtype=np.int64)
-    node_blk = np.empty(est_blocks, dtype=np.int64)
-    node_prev = np.empty(est_blocks, dtype=np.int64)
-    itl_val = np.empty(est_itl, dtype=np.int64)
-    itl_req = np.empty(est_itl, dtype=np.int64)
-    cs = np.zeros(N_CS, dtype=np.int64)
     cs[CS_NODE_FREE] = -1
-    cf = np.zeros(N_CFS)
     cf[CFS_BUCKET_TOKENS] = cfg_float[c, CF_BUCKET_CAPACITY]
-    snapshot = np.empty(rb_cap, dtype=np.int64)
-    remaining = np.empty(rb_cap, dtype=np.int64)
-    cached_ids = np.empty(max_in // block_size + 1, dtype=np.int64)
-    lookup_ids = np.empty(max_in // block_size + 1, dtype=np.int64)
-    no_cached = np.empty(0, dtype=np.int64)
     pa_cap = _pow2_at_least_nb(2 * n + 16) if cfg_int[c, CI_ROUTING] == ROUTE_PREFIX_AFFINITY else 16
     pa_key = np.full((1, pa_cap), HT_EMPTY, dtype=np.uint64)
-    pa_val = np.empty((1, pa_cap), dtype=np.int64)
+    pa_val = np.zeros((1, pa_cap + 1), dtype=np.int64)
 
     # all cluster arrivals up front, in request order
     cheap = np.empty((N_K, 3 * n + 8), dtype=np.int64)
@@ -277,12 +321,14 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
             elif kind == EV_STEP:
                 step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio,
                         node_blk, node_prev, cs, chash, clen, itl_val, itl_req, i, t, arrival, in_len, out_len,
-                        ph, seq_off, id_rank, pow_table, snapshot, remaining, cached_ids, no_cached, lookup_ids)
+                        ph, seq_off, id_rank, pow_table, snapshot, remaining, cached_ids, no_cached, lookup_ids,
+                        memo_ids)
 
     status = cs[CS_STATUS]
     out_cluster[c, :] = np.nan
     out_cluster[c, M_STATUS] = status
     if status != 0:
+        _keep_alive_nb(owners)
         return
 
     # ---- finalize: per-instance blocks, then the merged cluster block
@@ -379,6 +425,13 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
             req_sched[c, r] = rq[r, 5]
             req_flags[c, r] = rq[r, R_FLAGS]
             req_instance[c, r] = rq[r, R_INSTANCE]
+    _keep_alive_nb(owners)
+
+
+@njit(cache=True)
+def _keep_alive_nb(owners):
+    """A last use of the owning arrays, so they outlive every borrowed view."""
+    return len(owners)
 
 
 @njit(cache=True, parallel=True)

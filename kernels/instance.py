@@ -8,17 +8,16 @@ import numpy as np
 from numba import njit
 
 from kernels.event_heap import heap_push_nb
-from kernels.hashing import concat_hash_nb, mulmod_nb, submod_nb
 from kernels.kv_cache import (
-    ht_put_nb, lookup_cached_blocks_nb, store_allocate_nb, store_release_nb, try_append_decode_token_nb,
+    commit_pending_hash_nb, ht_put_nb, lookup_cached_blocks_memo_nb, store_allocate_nb, store_release_nb, try_append_decode_token_nb,
 )
 from kernels.layout import (
     CF_ALPHA0, CF_ALPHA1, CF_ALPHA2, CI_LONG_PREFILL, CI_MAX_RUNNING, CI_MAX_SCHED_TOKENS, CI_PRIORITY,
-    CI_ROOFLINE, CI_SCHEDULER, CI_TP, PRIO_INVERTED_SLO, PRIO_SLO_BASED, RF_COMPLETED, RF_HAS_TTFT,
+    CI_ROOFLINE, CI_SCHEDULER, CI_TP, PRIO_INVERTED_SLO, PRIO_SLO_BASED, RF_COMPLETED, RF_HAS_ITL, RF_HAS_TTFT,
     RF_SCHEDULED, SCHED_FCFS, SCHED_PRIORITY_FCFS, SCHED_REVERSE_PRIORITY, SCHED_SJF,
 )
 from kernels.state import (
-    B_HASHED, B_NTOK, BH_GPU, R_MAP_LAST,
+    B_HASHED, B_NTOK, BH_GPU, R_LATEST_BLOCK, R_LATEST_NTOK, R_PEND_LEN, R_PEND_START,
     CS_ITL_N, CS_STATUS, EV_ARRIVAL, EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP,
     IF_KV_BLOCK_TICKS, IS_COMPLETED, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_USED, IS_PEAK_KV,
     IS_PENDING_TRANSFER, IS_PREEMPTION_HAPPENED, IS_PREEMPTIONS, IS_RB_LEN, IS_TIER_CLOCK, IS_STEP_COUNT, IS_STEP_DECODE_TOKENS,
@@ -149,7 +148,7 @@ def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk
 @njit(cache=True)
 def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev,
                    cs, chash, clen, i, now, arrival, in_len, out_len, ph, seq_off, pow_table,
-                   snapshot, cached_ids, no_cached, lookup_ids):
+                   snapshot, cached_ids, no_cached, lookup_ids, memo_ids):
     """The reference's makeRunningBatch."""
     block_size = cfg_int[c, 1]
     threshold = cfg_int[c, CI_LONG_PREFILL]
@@ -160,6 +159,7 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
     n_snap = ist[i, IS_RB_LEN]
     for k in range(n_snap):
         snapshot[k] = rb[i, k]
+    decode_tokens = 0
     for k in range(n_snap):
         r = snapshot[k]
         if budget <= 0:
@@ -181,16 +181,22 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
             # Fast path, written out here rather than called: the token fits in the request's
             # partial last block (exactly AllocateKVBlocks' behaviour then). Helper calls with
             # array arguments cost atomic refcount updates on every decode token.
-            node = rq[r, R_MAP_LAST]
-            latest = node_blk[node] if node != -1 else -1
-            ntok = blk[i, B_NTOK, latest] if latest != -1 else 0
+            ntok = rq[r, R_LATEST_NTOK]
             if 0 < ntok < block_size:
+                latest = rq[r, R_LATEST_BLOCK]
                 blk[i, B_NTOK, latest] = ntok + 1
-                a = seq_off[r] + rq[r, R_PROGRESS]
-                token_hash = submod_nb(ph[a + 1], mulmod_nb(ph[a], pow_table[1]))
-                chash[r] = concat_hash_nb(chash[r], token_hash, pow_table[1])
-                clen[r] += 1
+                rq[r, R_LATEST_NTOK] = ntok + 1
+                # the token's hash is folded in lazily (see kv_cache.commit_pending_hash_nb)
+                position = rq[r, R_PROGRESS]
+                n_pending = rq[r, R_PEND_LEN]
+                if n_pending > 0 and rq[r, R_PEND_START] + n_pending == position:
+                    rq[r, R_PEND_LEN] = n_pending + 1
+                else:
+                    commit_pending_hash_nb(rq, chash, r, ph, seq_off[r], pow_table)
+                    rq[r, R_PEND_START] = position
+                    rq[r, R_PEND_LEN] = 1
                 if ntok + 1 == block_size:
+                    commit_pending_hash_nb(rq, chash, r, ph, seq_off[r], pow_table)
                     bhash[i, BH_GPU, latest] = chash[r]
                     blk[i, B_HASHED, latest] = 1
                     ht_put_nb(ht_key, ht_val, i, chash[r], latest)
@@ -200,15 +206,17 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
                 break
             budget -= 1
             rq[r, R_NUM_NEW] = 1
-            ist[i, IS_STEP_DECODE_TOKENS] += 1
+            decode_tokens += 1
             rq[r, R_COMPUTED] += 1
+    ist[i, IS_STEP_DECODE_TOKENS] += decode_tokens
     if cs[CS_STATUS] != 0:
         return
     max_running = cfg_int[c, CI_MAX_RUNNING]
     while (ist[i, IS_RB_LEN] < max_running and ist[i, IS_WQ_LEN] > 0 and budget > 0
            and ist[i, IS_PREEMPTION_HAPPENED] == 0):
         r = wq[i, ist[i, IS_WQ_HEAD]]
-        n_cached = lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_off[r], in_len[r], block_size, cached_ids)
+        n_cached = lookup_cached_blocks_memo_nb(ht_key, ht_val, ist, i, r, ph, seq_off[r], in_len[r], block_size,
+                                                cached_ids, memo_ids)
         n_new = in_len[r] - n_cached * block_size
         if 0 < threshold < n_new:
             n_new = threshold
@@ -234,7 +242,7 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
 @njit(cache=True)
 def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, node_blk,
             node_prev, cs, chash, clen, itl_val, itl_req, i, now, arrival, in_len, out_len, ph, seq_off,
-            id_rank, pow_table, snapshot, remaining, cached_ids, no_cached, lookup_ids):
+            id_rank, pow_table, snapshot, remaining, cached_ids, no_cached, lookup_ids, memo_ids):
     """One reference Step() at time `now` on instance i."""
     ist[i, IS_STEP_COUNT] += 1
     ist[i, IS_TIER_CLOCK] = now
@@ -255,11 +263,12 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
             prio[r] = 0.0 - 1e-6 * age
         else:
             prio[r] = 0.0
-    order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank)
+    if scheduler != SCHED_FCFS:
+        order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank)
 
     _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
                    chash, clen, i, now, arrival, in_len, out_len, ph, seq_off, pow_table, snapshot,
-                   cached_ids, no_cached, lookup_ids)
+                   cached_ids, no_cached, lookup_ids, memo_ids)
     if cs[CS_STATUS] != 0:
         return
 
@@ -277,16 +286,29 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
     ist[i, IS_PENDING_TRANSFER] = 0
     token_time = advance + int(cfg_float[c, CF_ALPHA2])
 
-    # execution: every request in the batch advances, scheduled this step or not
+    # The reference executes the whole batch, then completes requests in a second pass;
+    # neither pass affects the other's outcome (execution does not touch the KV cache),
+    # so one fused pass does both. KV usage is sampled before any completion frees blocks.
+    used = ist[i, IS_KV_USED]
+    if used > ist[i, IS_PEAK_KV]:
+        ist[i, IS_PEAK_KV] = used
+    ifl[i, IF_KV_BLOCK_TICKS] += float(used) * float(advance)
+
+    block_size = cfg_int[c, 1]
     n_itl = cs[CS_ITL_N]
     itl_cap = itl_val.shape[0]
+    n_out = 0
+    n_left = 0
     for k in range(n_batch):
         r = rb[i, k]
-        if rq[r, R_PROGRESS] < in_len[r]:
-            rq[r, R_PROGRESS] = rq[r, R_COMPUTED]
+        # execution: every request in the batch advances, scheduled this step or not
+        progress = rq[r, R_PROGRESS]
+        n_in = in_len[r]
+        if progress < n_in:
+            progress = rq[r, R_COMPUTED]
         else:
-            rq[r, R_PROGRESS] += 1
-            ist[i, IS_TOTAL_OUTPUT] += 1
+            progress += 1
+            n_out += 1
             if n_itl >= itl_cap:
                 cs[CS_STATUS] = 1
                 return
@@ -294,59 +316,44 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
             itl_req[n_itl] = r
             n_itl += 1
             rq[r, R_ITL_SUM] += token_time
-        if rq[r, R_PROGRESS] == in_len[r]:
+            rq[r, R_FLAGS] |= RF_HAS_ITL
+        rq[r, R_PROGRESS] = progress
+        if progress == n_in:
             rq[r, R_FLAGS] |= RF_HAS_TTFT
             rq[r, R_FIRST_TOKEN] = now + token_time - arrival[r]
-    cs[CS_ITL_N] = n_itl
-
-    used = ist[i, IS_KV_USED]
-    if used > ist[i, IS_PEAK_KV]:
-        ist[i, IS_PEAK_KV] = used
-    ifl[i, IF_KV_BLOCK_TICKS] += float(used) * float(advance)
-
-    block_size = cfg_int[c, 1]
-    n_left = 0
-    for k in range(n_batch):
-        r = rb[i, k]
-        if rq[r, R_PROGRESS] == in_len[r] + max(out_len[r], 1) - 1:
-            if not _record_itl_nb(itl_val, itl_req, cs, rq, r, token_time):
-                return
-            if out_len[r] > 0 and not try_append_decode_token_nb(
-                    blk, bhash, ht_key, ht_val, rq, node_blk, chash, clen, i, r, ph, seq_off[r],
-                    rq[r, R_PROGRESS], pow_table, block_size):
-                if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
-                                         clen, i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
-                                         rq[r, R_PROGRESS], rq[r, R_PROGRESS] + 1, no_cached, 0, lookup_ids):
-                    if cs[CS_STATUS] != 0:
-                        return
-                    # reference fix 1: the request still completes
-                    ist[i, IS_KV_ALLOC_FAILURES] += 1
-            store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen, i, r)
-            ist[i, IS_COMPLETED] += 1
-            push_event_nb(heap, ist, cs, i, now + advance, EV_REQUEST_LEFT, r)
-            rq[r, R_E2E] = rq[r, R_FIRST_TOKEN] + rq[r, R_ITL_SUM]
-            rq[r, R_FLAGS] |= RF_COMPLETED
-        else:
-            remaining[n_left] = r
+        # completion
+        if progress != n_in + max(out_len[r], 1) - 1:
+            rb[i, n_left] = r
             n_left += 1
-    for k in range(n_left):
-        rb[i, k] = remaining[k]
+            continue
+        if n_itl >= itl_cap:
+            cs[CS_STATUS] = 1
+            return
+        itl_val[n_itl] = token_time
+        itl_req[n_itl] = r
+        n_itl += 1
+        rq[r, R_ITL_SUM] += token_time
+        cs[CS_ITL_N] = n_itl
+        if out_len[r] > 0 and not try_append_decode_token_nb(
+                blk, bhash, ht_key, ht_val, rq, node_blk, chash, clen, i, r, ph, seq_off[r],
+                progress, pow_table, block_size):
+            if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
+                                     clen, i, r, ph, seq_off[r], n_in, pow_table, block_size,
+                                     progress, progress + 1, no_cached, 0, lookup_ids):
+                if cs[CS_STATUS] != 0:
+                    return
+                # reference fix 1: the request still completes
+                ist[i, IS_KV_ALLOC_FAILURES] += 1
+        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen, i, r)
+        ist[i, IS_COMPLETED] += 1
+        push_event_nb(heap, ist, cs, i, now + advance, EV_REQUEST_LEFT, r)
+        rq[r, R_E2E] = rq[r, R_FIRST_TOKEN] + rq[r, R_ITL_SUM]
+        rq[r, R_FLAGS] |= RF_COMPLETED
+    cs[CS_ITL_N] = n_itl
+    ist[i, IS_TOTAL_OUTPUT] += n_out
     ist[i, IS_RB_LEN] = n_left
     if n_left > 0:
         push_event_nb(heap, ist, cs, i, now + advance, EV_STEP, -1)
         ist[i, IS_STEP_PENDING] = 1
     else:
         ist[i, IS_STEP_PENDING] = 0
-
-
-@njit(cache=True, inline="always")
-def _record_itl_nb(itl_val, itl_req, cs, rq, r, value):
-    n = cs[CS_ITL_N]
-    if n >= itl_val.shape[0]:
-        cs[CS_STATUS] = 1
-        return False
-    itl_val[n] = value
-    itl_req[n] = r
-    cs[CS_ITL_N] = n + 1
-    rq[r, R_ITL_SUM] += value
-    return True

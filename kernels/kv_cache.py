@@ -18,8 +18,10 @@ from kernels.state import (
     B_CPU_NTOK, B_CPU_TIME, B_CPU_VALID, B_HASHED, B_IN_USE, B_NEXT, B_NTOK, B_PREV, B_REF, BH_CPU,
     BH_GPU, CS_NODE_FREE, CS_NODE_TOP, CS_STATUS, IF_OFFLOAD_THRESHOLD, IF_TRANSFER_BANDWIDTH,
     IS_CACHE_HITS, IS_CACHE_MISSES, IS_CPU_CAPACITY, IS_CPU_ENTRIES, IS_CPU_HITS, IS_CPU_MISSES,
-    IS_CPU_USED, IS_FREE_HEAD, IS_FREE_TAIL, IS_KV_TOTAL, IS_KV_TOUCHED, IS_KV_USED, IS_OFFLOADS,
-    IS_PENDING_TRANSFER, IS_THRASHING, IS_TIER_CLOCK, IS_TRANSFER_BASE_LATENCY, R_MAP_LAST, R_PROGRESS,
+    IS_CPU_USED, IS_MEMO_COUNT, IS_MEMO_REQ, IS_MEMO_VERSION, IS_FREE_HEAD, IS_FREE_TAIL, IS_KV_TOTAL, IS_KV_TOUCHED, IS_KV_USED, IS_OFFLOADS,
+    IS_PENDING_TRANSFER, IS_THRASHING, IS_TIER_CLOCK, IS_TRANSFER_BASE_LATENCY, R_LATEST_BLOCK,
+    R_LATEST_NTOK, R_MAP_LAST, R_PEND_LEN,
+    R_PEND_START, R_PROGRESS,
 )
 
 HT_EMPTY = np.uint64(1 << 63)  # real keys are < 2**61
@@ -44,8 +46,16 @@ def ht_get_nb(ht_key, ht_val, i, key):
         s = (s + 1) & mask
 
 
+# ht_val has one column more than ht_key: ht_val[i, capacity] counts the map's
+# modifications, so a lookup can be reused while the map is unchanged.
+@njit(cache=True, inline="always")
+def ht_version_nb(ht_key, ht_val, i):
+    return ht_val[i, ht_key.shape[1]]
+
+
 @njit(cache=True)
 def ht_put_nb(ht_key, ht_val, i, key, value):
+    ht_val[i, ht_key.shape[1]] += 1
     mask = ht_key.shape[1] - 1
     s = _home_nb(key, mask)
     while True:
@@ -68,6 +78,7 @@ def ht_delete_nb(ht_key, ht_val, i, key):
         if k == key:
             break
         s = (s + 1) & mask
+    ht_val[i, ht_key.shape[1]] += 1
     # backward-shift deletion keeps every probe chain unbroken without tombstones
     hole = s
     j = (s + 1) & mask
@@ -123,9 +134,13 @@ def pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i):
             return -1
         b = touched
         ist[i, IS_KV_TOUCHED] = touched + 1
+        # first use of this block's (uninitialised) slot
         blk[i, B_HASHED, b] = 0
         blk[i, B_PREV, b] = -1
         blk[i, B_NEXT, b] = -1
+        blk[i, B_REF, b] = 0
+        blk[i, B_IN_USE, b] = 0
+        blk[i, B_CPU_VALID, b] = 0
     else:
         b = ist[i, IS_FREE_HEAD]
         if b == -1:
@@ -168,6 +183,16 @@ def _list_append_nb(rq, node_blk, node_prev, cs, r, b):
     return True
 
 
+@njit(cache=True, inline="always")
+def commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table):
+    """Fold the lazily tracked decode tokens into the request's concatenated-block hash."""
+    n = rq[r, R_PEND_LEN]
+    if n > 0:
+        a = seq_start + rq[r, R_PEND_START]
+        chash[r] = concat_hash_nb(chash[r], submod_nb(ph[a + n], mulmod_nb(ph[a], pow_table[n])), pow_table[n])
+        rq[r, R_PEND_LEN] = 0
+
+
 @njit(cache=True)
 def release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r):
     """The reference's ReleaseKVBlocks: drop the map entry, free blocks last to first."""
@@ -184,6 +209,9 @@ def release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r):
         cs[CS_NODE_FREE] = node
         node = prev
     rq[r, R_MAP_LAST] = -1
+    rq[r, R_LATEST_BLOCK] = -1
+    rq[r, R_LATEST_NTOK] = 0
+    rq[r, R_PEND_LEN] = 0
     chash[r] = np.uint64(0)
     clen[r] = 0
 
@@ -208,15 +236,55 @@ def lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, bl
 
 
 @njit(cache=True)
+def lookup_cached_blocks_memo_nb(ht_key, ht_val, ist, i, r, ph, seq_start, input_len, block_size, out_ids, memo_ids):
+    """lookup_cached_blocks_nb, reusing the previous answer for the same request while the
+    prefix map is unchanged (a request blocked at the queue head is looked up every step)."""
+    version = ht_version_nb(ht_key, ht_val, i)
+    if ist[i, IS_MEMO_REQ] == r and ist[i, IS_MEMO_VERSION] == version:
+        count = ist[i, IS_MEMO_COUNT]
+        for k in range(count):
+            out_ids[k] = memo_ids[i, k]
+        ist[i, IS_CACHE_HITS] += count
+        return count
+    count = lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, block_size, out_ids)
+    for k in range(count):
+        memo_ids[i, k] = out_ids[k]
+    ist[i, IS_MEMO_REQ] = r
+    ist[i, IS_MEMO_VERSION] = version
+    ist[i, IS_MEMO_COUNT] = count
+    return count
+
+
+@njit(cache=True)
 def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
                        i, r, ph, seq_start, input_len, pow_table, block_size,
                        start_index, end_index, cached_ids, n_cached):
+    """The reference's AllocateKVBlocks; see _allocate_blocks_body_nb."""
+    ok = _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+                                  i, r, ph, seq_start, input_len, pow_table, block_size,
+                                  start_index, end_index, cached_ids, n_cached)
+    # success or not (the reference does not roll back), refresh the request's last-block copy
+    node = rq[r, R_MAP_LAST]
+    if node == -1:
+        rq[r, R_LATEST_BLOCK] = -1
+        rq[r, R_LATEST_NTOK] = 0
+    else:
+        rq[r, R_LATEST_BLOCK] = node_blk[node]
+        rq[r, R_LATEST_NTOK] = blk[i, B_NTOK, node_blk[node]]
+    return ok
+
+
+@njit(cache=True)
+def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+                             i, r, ph, seq_start, input_len, pow_table, block_size,
+                             start_index, end_index, cached_ids, n_cached):
     """The reference's AllocateKVBlocks (with its fixes 2 and 3, without rollback).
 
     Tokens start_index..end_index of the request's sequence (input ++ output) go into
     its blocks: first into a partially filled last block, then into fresh blocks. In
     decode only the single token at start_index is written and end_index is ignored.
     """
+    commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table)
     in_prefill = rq[r, R_PROGRESS] < input_len
     if in_prefill:
         n_new = end_index - start_index
@@ -387,21 +455,24 @@ def try_append_decode_token_nb(blk, bhash, ht_key, ht_val, rq, node_blk, chash, 
     """Fast path of a decode allocation: the token fits in the request's partial last block.
 
     Exactly what AllocateKVBlocks does in that case (no free-block check, no new block);
-    returns False when the full allocation path is needed instead.
+    returns False when the full allocation path is needed instead. The token's hash is
+    folded in lazily, only when the block fills and its prefix hash is needed.
     """
-    node = rq[r, R_MAP_LAST]
-    if node == -1:
-        return False
-    latest = node_blk[node]
-    ntok = blk[i, B_NTOK, latest]
+    ntok = rq[r, R_LATEST_NTOK]
     if ntok == 0 or ntok >= block_size:
         return False
+    latest = rq[r, R_LATEST_BLOCK]
     blk[i, B_NTOK, latest] = ntok + 1
-    a = seq_start + position
-    token_hash = submod_nb(ph[a + 1], mulmod_nb(ph[a], pow_table[1]))
-    chash[r] = concat_hash_nb(chash[r], token_hash, pow_table[1])
-    clen[r] += 1
+    rq[r, R_LATEST_NTOK] = ntok + 1
+    n_pending = rq[r, R_PEND_LEN]
+    if n_pending > 0 and rq[r, R_PEND_START] + n_pending == position:
+        rq[r, R_PEND_LEN] = n_pending + 1
+    else:
+        commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table)
+        rq[r, R_PEND_START] = position
+        rq[r, R_PEND_LEN] = 1
     if ntok + 1 == block_size:
+        commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table)
         h = chash[r]
         bhash[i, BH_GPU, latest] = h
         blk[i, B_HASHED, latest] = 1

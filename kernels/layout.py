@@ -134,6 +134,7 @@ RF_SCHEDULED = 4
 RF_ROUTED = 8
 RF_REJECTED = 16
 RF_ADMISSION_DECIDED = 32
+RF_HAS_ITL = 64  # at least one inter-token latency recorded
 
 # ---- decision trace: trace_route[c, r, TR_*] and trace_candidates[c, r, k, TC_*]
 TR_CLOCK = 0

@@ -11,7 +11,7 @@ from kernels.layout import (
     M_ITL_P50, M_ITL_P90, M_ITL_P95, M_ITL_P99, M_RESPONSES_PER_SEC, M_SCHED_DELAY_MEAN,
     M_SCHED_DELAY_P99, M_SIM_ENDED_TICKS, M_TOKENS_PER_SEC, M_TOTAL_INPUT_TOKENS,
     M_TOTAL_OUTPUT_TOKENS, M_TPOT_MEAN, M_TPOT_P50, M_TPOT_P90, M_TPOT_P99, M_TTFT_COUNT,
-    M_TTFT_MEAN, M_TTFT_P50, M_TTFT_P90, M_TTFT_P95, M_TTFT_P99, RF_COMPLETED, RF_HAS_TTFT,
+    M_TTFT_MEAN, M_TTFT_P50, M_TTFT_P90, M_TTFT_P95, M_TTFT_P99, RF_COMPLETED, RF_HAS_ITL, RF_HAS_TTFT,
     RF_SCHEDULED,
 )
 from kernels.state import R_E2E, R_FIRST_TOKEN, R_FLAGS, R_INSTANCE, R_ITL_SUM, R_SCHED_DELAY
@@ -129,16 +129,26 @@ def latency_block_nb(out, rq, out_len, itl_val, itl_req, itl_n, instance, n_req,
         if flags & RF_SCHEDULED:
             sched[n_sched] = float(rq[r, R_SCHED_DELAY])
             n_sched += 1
-    n_itl = 0
-    for k in range(itl_n):
-        if rq[itl_req[k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl_req[k], instance):
-            n_itl += 1
-    itl_ints = np.empty(n_itl, dtype=np.int64)
-    n_itl = 0
-    for k in range(itl_n):
-        if rq[itl_req[k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl_req[k], instance):
-            itl_ints[n_itl] = itl_val[k]
-            n_itl += 1
+    # ITLs count only for completed requests; when none is unfinished (the usual end of
+    # a run) and all instances are wanted, the recorded ITLs are used as they are
+    unfinished = False
+    for r in range(n_req):
+        if rq[r, R_FLAGS] & (RF_COMPLETED | RF_HAS_ITL) == RF_HAS_ITL:
+            unfinished = True
+            break
+    if instance < 0 and not unfinished:
+        itl_ints = itl_val[:itl_n]
+    else:
+        n_itl = 0
+        for k in range(itl_n):
+            if rq[itl_req[k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl_req[k], instance):
+                n_itl += 1
+        itl_ints = np.empty(n_itl, dtype=np.int64)
+        n_itl = 0
+        for k in range(itl_n):
+            if rq[itl_req[k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl_req[k], instance):
+                itl_ints[n_itl] = itl_val[k]
+                n_itl += 1
     ttft_s = np.sort(ttft[:n_ttft])
     e2e_s = np.sort(e2e[:n_e2e])
     tpot_s = np.sort(tpot[:n_e2e])

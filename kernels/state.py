@@ -43,7 +43,11 @@ IS_CPU_MISSES = 32
 IS_THRASHING = 33
 IS_TIER_CLOCK = 34
 IS_TRANSFER_BASE_LATENCY = 35
-N_IS = 36
+# memo of the last prefix-cache lookup (request, map version, blocks found)
+IS_MEMO_REQ = 36
+IS_MEMO_VERSION = 37
+IS_MEMO_COUNT = 38
+N_IS = 39
 
 # ---- instance floats: ifl[i, IF_*]
 IF_KV_BLOCK_TICKS = 0
@@ -101,7 +105,16 @@ R_FLAGS = 6
 R_INSTANCE = 7
 R_MAP_LAST = 8  # last node of the request's block list, -1 when the map has no entry
 R_E2E = 9
-N_R = 10
+# decode tokens appended since the request's concatenated-block hash was last brought up
+# to date: positions [R_PEND_START, R_PEND_START + R_PEND_LEN) of its sequence
+R_PEND_START = 10
+R_PEND_LEN = 11
+# copies of the request's last block id and its token count, so that the per-token
+# decode path reads one request row instead of chasing node -> block (kept in sync
+# by kv_cache.allocate_blocks_nb and release_blocks_nb)
+R_LATEST_BLOCK = 12
+R_LATEST_NTOK = 13
+N_R = 14
 
 # ---- configuration scalars: cs[CS_*]
 CS_NODE_FREE = 0
