@@ -9,7 +9,7 @@ from kernels.layout import (
 from kernels.state import IS_KV_TOTAL, IS_KV_USED, IS_RB_LEN, IS_WQ_LEN
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def instance_id_less_nb(a, b):
     """"instance_<a>" < "instance_<b>" as strings (so instance_10 sorts before instance_2)."""
     da = np.empty(20, dtype=np.int64)
@@ -38,7 +38,7 @@ def instance_id_less_nb(a, b):
     return na < nb
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def routing_scores_nb(cfg_int, cfg_float, c, ist, n_inst, out):
     """Scores the counterfactual compares: weighted scoring's own, else minus the load."""
     if cfg_int[c, CI_ROUTING] == ROUTE_WEIGHTED:
@@ -58,7 +58,7 @@ def routing_scores_nb(cfg_int, cfg_float, c, ist, n_inst, out):
             out[i] = -float(ist[i, IS_WQ_LEN] + ist[i, IS_RB_LEN])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def record_routing_nb(cfg_int, cfg_float, c, ist, n_inst, k, chosen, clock, r, trace_route, trace_candidates,
                       scores, order):
     trace_route[c, r, TR_CLOCK] = clock

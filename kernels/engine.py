@@ -43,7 +43,7 @@ from kernels.state import (
 INT64_MAX = np.iinfo(np.int64).max
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _pow2_at_least_nb(x):
     p = 16
     while p < x:
@@ -51,7 +51,7 @@ def _pow2_at_least_nb(x):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _route_nb(cfg_int, cfg_float, c, ist, n_inst, cs, pa_key, pa_val, input_key):
     """Pick the target instance the way the configured routing policy does."""
     policy = cfg_int[c, CI_ROUTING]
@@ -104,7 +104,7 @@ def _route_nb(cfg_int, cfg_float, c, ist, n_inst, cs, pa_key, pa_val, input_key)
     return target
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _admit_nb(cfg_int, cfg_float, c, cf, clock, cost):
     policy = cfg_int[c, CI_ADMISSION]
     if policy == ADMIT_REJECT_ALL:
@@ -122,7 +122,7 @@ def _admit_nb(cfg_int, cfg_float, c, cf, clock, cost):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len,
                        wl_seq_off, wl_prefix_hash, wl_id_rank, pow_table,
                        out_cluster, out_instances, req_ttft, req_e2e, req_itl_sum, req_sched, req_flags,
@@ -428,13 +428,13 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     _keep_alive_nb(owners)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _keep_alive_nb(owners):
     """A last use of the owning arrays, so they outlive every borrowed view."""
     return len(owners)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def simulate_batch_nb(cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len, wl_seq_off,
                       wl_prefix_hash, wl_id_rank, pow_table, out_cluster, out_instances, req_ttft, req_e2e,
                       req_itl_sum, req_sched, req_flags, req_instance, trace_route, trace_candidates):

@@ -9,7 +9,7 @@ from numba import njit
 from kernels.state import H_KIND, H_REQ, H_TIME, IS_HEAP_LEN, K_PRIO, K_SEQ, K_TIME, N_K
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _swap_nb(heap, i, a, b):
     for f in range(3):
         t = heap[i, f, a]
@@ -17,7 +17,7 @@ def _swap_nb(heap, i, a, b):
         heap[i, f, b] = t
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def heap_push_nb(heap, ist, i, time, kind, req):
     """Push onto instance i's heap; False when the preallocated capacity is exhausted."""
     n = ist[i, IS_HEAP_LEN]
@@ -37,7 +37,7 @@ def heap_push_nb(heap, ist, i, time, kind, req):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def heap_pop_nb(heap, ist, i):
     """Pop the root of instance i's heap; returns (time, kind, req)."""
     n = ist[i, IS_HEAP_LEN] - 1
@@ -58,7 +58,7 @@ def heap_pop_nb(heap, ist, i):
     return heap[i, H_TIME, n], heap[i, H_KIND, n], heap[i, H_REQ, n]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _cluster_less_nb(ch, a, b):
     if ch[K_TIME, a] != ch[K_TIME, b]:
         return ch[K_TIME, a] < ch[K_TIME, b]
@@ -67,7 +67,7 @@ def _cluster_less_nb(ch, a, b):
     return ch[K_SEQ, a] < ch[K_SEQ, b]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _cluster_swap_nb(ch, a, b):
     for f in range(N_K):
         t = ch[f, a]
@@ -75,7 +75,7 @@ def _cluster_swap_nb(ch, a, b):
         ch[f, b] = t
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def cluster_push_nb(ch, n, time, prio, seq, req):
     """Push a control-plane event; (time, priority, sequence) is a total order. Returns new length or -1."""
     if n >= ch.shape[1]:
@@ -94,7 +94,7 @@ def cluster_push_nb(ch, n, time, prio, seq, req):
     return n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def cluster_pop_nb(ch, length):
     """Pop the minimum; the popped entry is left at index length-1."""
     n = length - 1

@@ -16,7 +16,7 @@ _MASK30 = np.uint64((1 << 30) - 1)
 _MASK31 = np.uint64((1 << 31) - 1)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def reduce_mod_nb(x):
     x = (x & MOD) + (x >> np.uint64(61))
     if x >= MOD:
@@ -24,7 +24,7 @@ def reduce_mod_nb(x):
     return x
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def mulmod_nb(a, b):
     """a * b mod 2**61-1 for a, b < 2**61, without 128-bit integers."""
     au = a >> np.uint64(31)
@@ -37,7 +37,7 @@ def mulmod_nb(a, b):
     return reduce_mod_nb(au * bu * np.uint64(2) + midu + (midd << np.uint64(31)) + ad * bd)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def addmod_nb(a, b):
     s = a + b
     if s >= MOD:
@@ -45,26 +45,26 @@ def addmod_nb(a, b):
     return s
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def submod_nb(a, b):
     if a >= b:
         return a - b
     return a + MOD - b
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def concat_hash_nb(h_left, h_right, pow_right):
     """H(x ++ y) given H(x), H(y) and B**len(y)."""
     return addmod_nb(mulmod_nb(h_left, pow_right), h_right)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def slice_hash_nb(prefix, start, end, pow_table):
     """H(s[start:end]) from prefix hashes of s; end - start must be < len(pow_table)."""
     return submod_nb(prefix[end], mulmod_nb(prefix[start], pow_table[end - start]))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def power_table_nb(max_exponent):
     out = np.empty(max_exponent + 1, dtype=np.uint64)
     acc = np.uint64(1)
@@ -74,7 +74,7 @@ def power_table_nb(max_exponent):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def prefix_hashes_nb(tokens, seq_offsets, token_offsets):
     """Prefix hashes for many sequences packed end to end.
 

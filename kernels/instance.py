@@ -29,7 +29,7 @@ from kernels.step_time import blackbox_step_time_nb, roofline_step_time_nb
 
 
 # ---------------------------------------------------------------- wait queue
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _wq_recenter_nb(wq, ist, i):
     head = ist[i, IS_WQ_HEAD]
     n = ist[i, IS_WQ_LEN]
@@ -41,7 +41,7 @@ def _wq_recenter_nb(wq, ist, i):
     ist[i, IS_WQ_HEAD] = new_head
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def wq_push_back_nb(wq, ist, i, r):
     if ist[i, IS_WQ_HEAD] + ist[i, IS_WQ_LEN] >= wq.shape[1]:
         _wq_recenter_nb(wq, ist, i)
@@ -49,7 +49,7 @@ def wq_push_back_nb(wq, ist, i, r):
     ist[i, IS_WQ_LEN] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def wq_push_front_nb(wq, ist, i, r):
     if ist[i, IS_WQ_HEAD] == 0:
         _wq_recenter_nb(wq, ist, i)
@@ -58,7 +58,7 @@ def wq_push_front_nb(wq, ist, i, r):
     wq[i, ist[i, IS_WQ_HEAD]] = r
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _goes_before_nb(scheduler, a, b, prio, arrival, in_len, id_rank):
     """Strict order of the priority-aware schedulers (ties: arrival, then id string)."""
     if scheduler == SCHED_SJF:
@@ -75,7 +75,7 @@ def _goes_before_nb(scheduler, a, b, prio, arrival, in_len, id_rank):
     return id_rank[a] < id_rank[b]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank):
     """Stable sort of the wait queue. The keys end in a unique id, so any stable sort
     gives the reference's order; insertion sort is near-linear on an already ordered queue."""
@@ -93,7 +93,7 @@ def order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank):
 
 
 # ---------------------------------------------------------------- events
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def push_event_nb(heap, ist, cs, i, time, kind, req):
     if not heap_push_nb(heap, ist, i, time, kind, req):
         cs[CS_STATUS] = 1
@@ -101,7 +101,7 @@ def push_event_nb(heap, ist, cs, i, time, kind, req):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def on_arrival_nb(heap, ist, cs, cfg_float, c, i, r, now, in_len):
     """Arrival -> queued after the alpha model's queueing delay."""
     delay = 0.0
@@ -110,7 +110,7 @@ def on_arrival_nb(heap, ist, cs, cfg_float, c, i, r, now, in_len):
     push_event_nb(heap, ist, cs, i, now + int(delay), EV_QUEUED, r)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def on_queued_nb(heap, wq, ist, cs, i, r, now, in_len):
     wq_push_back_nb(wq, ist, i, r)
     ist[i, IS_TOTAL_INPUT] += in_len[r]
@@ -120,7 +120,7 @@ def on_queued_nb(heap, wq, ist, cs, i, r, now, in_len):
 
 
 # ---------------------------------------------------------------- step
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
                 i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, no_cached, lookup_ids):
     """Allocate for r, evicting from the batch tail until it fits (reference preempt())."""
@@ -145,20 +145,16 @@ def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk
             return False
 
 
-@njit(cache=True)
-def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev,
-                   cs, chash, clen, i, now, arrival, in_len, out_len, ph, seq_off, pow_table,
-                   snapshot, cached_ids, no_cached, lookup_ids, memo_ids):
-    """The reference's makeRunningBatch."""
+@njit(cache=True, error_model="numpy")
+def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev,
+                         cs, chash, clen, i, now, in_len, out_len, ph, seq_off, pow_table, snapshot, n_snap,
+                         budget, no_cached, lookup_ids):
+    """First half of makeRunningBatch: budget and KV for the requests already running.
+
+    Kept small and separate so the per-token decode path compiles tightly.
+    Returns (remaining budget, decode tokens scheduled)."""
     block_size = cfg_int[c, 1]
     threshold = cfg_int[c, CI_LONG_PREFILL]
-    ist[i, IS_PREEMPTION_HAPPENED] = 0
-    budget = cfg_int[c, CI_MAX_SCHED_TOKENS]
-    # Go ranges over the batch as it was when the loop began: requests evicted from
-    # the tail during this loop are still visited afterwards.
-    n_snap = ist[i, IS_RB_LEN]
-    for k in range(n_snap):
-        snapshot[k] = rb[i, k]
     decode_tokens = 0
     for k in range(n_snap):
         r = snapshot[k]
@@ -208,6 +204,26 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
             rq[r, R_NUM_NEW] = 1
             decode_tokens += 1
             rq[r, R_COMPUTED] += 1
+    return budget, decode_tokens
+
+
+@njit(cache=True, error_model="numpy")
+def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev,
+                   cs, chash, clen, i, now, arrival, in_len, out_len, ph, seq_off, pow_table,
+                   snapshot, cached_ids, no_cached, lookup_ids, memo_ids):
+    """The reference's makeRunningBatch."""
+    block_size = cfg_int[c, 1]
+    threshold = cfg_int[c, CI_LONG_PREFILL]
+    ist[i, IS_PREEMPTION_HAPPENED] = 0
+    budget = cfg_int[c, CI_MAX_SCHED_TOKENS]
+    # Go ranges over the batch as it was when the loop began: requests evicted from
+    # the tail during this loop are still visited afterwards.
+    n_snap = ist[i, IS_RB_LEN]
+    for k in range(n_snap):
+        snapshot[k] = rb[i, k]
+    budget, decode_tokens = _schedule_running_nb(
+        cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
+        i, now, in_len, out_len, ph, seq_off, pow_table, snapshot, n_snap, budget, no_cached, lookup_ids)
     ist[i, IS_STEP_DECODE_TOKENS] += decode_tokens
     if cs[CS_STATUS] != 0:
         return
@@ -239,7 +255,7 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
         rq[r, R_COMPUTED] = n_new + start
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, node_blk,
             node_prev, cs, chash, clen, itl_val, itl_req, i, now, arrival, in_len, out_len, ph, seq_off,
             id_rank, pow_table, snapshot, remaining, cached_ids, no_cached, lookup_ids, memo_ids):

@@ -28,12 +28,12 @@ HT_EMPTY = np.uint64(1 << 63)  # real keys are < 2**61
 
 
 # ---------------------------------------------------------------- hash map
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _home_nb(key, mask):
     return np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ht_get_nb(ht_key, ht_val, i, key):
     mask = ht_key.shape[1] - 1
     s = _home_nb(key, mask)
@@ -48,12 +48,12 @@ def ht_get_nb(ht_key, ht_val, i, key):
 
 # ht_val has one column more than ht_key: ht_val[i, capacity] counts the map's
 # modifications, so a lookup can be reused while the map is unchanged.
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def ht_version_nb(ht_key, ht_val, i):
     return ht_val[i, ht_key.shape[1]]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ht_put_nb(ht_key, ht_val, i, key, value):
     ht_val[i, ht_key.shape[1]] += 1
     mask = ht_key.shape[1] - 1
@@ -67,7 +67,7 @@ def ht_put_nb(ht_key, ht_val, i, key, value):
         s = (s + 1) & mask
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ht_delete_nb(ht_key, ht_val, i, key):
     mask = ht_key.shape[1] - 1
     s = _home_nb(key, mask)
@@ -94,7 +94,7 @@ def ht_delete_nb(ht_key, ht_val, i, key):
 
 
 # ---------------------------------------------------------------- free list
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _free_list_append_nb(blk, ist, i, b):
     blk[i, B_NEXT, b] = -1
     tail = ist[i, IS_FREE_TAIL]
@@ -108,7 +108,7 @@ def _free_list_append_nb(blk, ist, i, b):
         blk[i, B_PREV, b] = -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _free_list_remove_nb(blk, ist, i, b):
     prev = blk[i, B_PREV, b]
     nxt = blk[i, B_NEXT, b]
@@ -124,7 +124,7 @@ def _free_list_remove_nb(blk, ist, i, b):
     blk[i, B_PREV, b] = -1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i):
     """The reference's popFreeBlock: take the LRU head, drop its prefix hash. -1 when none."""
     touched = ist[i, IS_KV_TOUCHED]
@@ -154,7 +154,7 @@ def pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i):
     return b
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def count_free_list_nb(blk, ist, i):
     """Walk the free list (for the conservation invariant, not the hot path)."""
     n = ist[i, IS_KV_TOTAL] - ist[i, IS_KV_TOUCHED]
@@ -166,7 +166,7 @@ def count_free_list_nb(blk, ist, i):
 
 
 # ---------------------------------------------------------------- request block lists
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _list_append_nb(rq, node_blk, node_prev, cs, r, b):
     node = cs[CS_NODE_FREE]
     if node != -1:
@@ -183,7 +183,7 @@ def _list_append_nb(rq, node_blk, node_prev, cs, r, b):
     return True
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table):
     """Fold the lazily tracked decode tokens into the request's concatenated-block hash."""
     n = rq[r, R_PEND_LEN]
@@ -193,7 +193,7 @@ def commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table):
         rq[r, R_PEND_LEN] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r):
     """The reference's ReleaseKVBlocks: drop the map entry, free blocks last to first."""
     node = rq[r, R_MAP_LAST]
@@ -216,7 +216,7 @@ def release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r):
     clen[r] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, block_size, out_ids):
     """The reference's GetCachedBlocks: longest run of cached full input blocks.
 
@@ -235,7 +235,7 @@ def lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, bl
     return count
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lookup_cached_blocks_memo_nb(ht_key, ht_val, ist, i, r, ph, seq_start, input_len, block_size, out_ids, memo_ids):
     """lookup_cached_blocks_nb, reusing the previous answer for the same request while the
     prefix map is unchanged (a request blocked at the queue head is looked up every step)."""
@@ -255,7 +255,7 @@ def lookup_cached_blocks_memo_nb(ht_key, ht_val, ist, i, r, ph, seq_start, input
     return count
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
                        i, r, ph, seq_start, input_len, pow_table, block_size,
                        start_index, end_index, cached_ids, n_cached):
@@ -274,7 +274,7 @@ def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev,
     return ok
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
                              i, r, ph, seq_start, input_len, pow_table, block_size,
                              start_index, end_index, cached_ids, n_cached):
@@ -354,7 +354,7 @@ def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node
 
 
 # ---------------------------------------------------------------- tiered store (GPU + CPU)
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _reload_from_cpu_nb(blk, bhash, ht_key, ht_val, ifl, ist, cs, i, block_size):
     """Bring offloaded prefix blocks back as free, cached GPU blocks (lowest GPU id first)."""
     reloaded = False
@@ -388,7 +388,7 @@ def _reload_from_cpu_nb(blk, bhash, ht_key, ht_val, ifl, ist, cs, i, block_size)
     return reloaded
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
                       i, r, ph, seq_start, input_len, pow_table, block_size,
                       start_index, end_index, cached_ids, n_cached, lookup_ids):
@@ -415,7 +415,7 @@ def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_p
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen, i, r):
     """Release through the KV store; with a CPU tier, offload cached free blocks while the GPU is busy."""
     release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r)
@@ -449,7 +449,7 @@ def store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_pr
         _free_list_append_nb(blk, ist, i, b)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def try_append_decode_token_nb(blk, bhash, ht_key, ht_val, rq, node_blk, chash, clen, i, r, ph, seq_start,
                                position, pow_table, block_size):
     """Fast path of a decode allocation: the token fits in the request's partial last block.

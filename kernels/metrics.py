@@ -17,7 +17,7 @@ from kernels.layout import (
 from kernels.state import R_E2E, R_FIRST_TOKEN, R_FLAGS, R_INSTANCE, R_ITL_SUM, R_SCHED_DELAY
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def percentile_ms_nb(sorted_values, p):
     n = sorted_values.shape[0]
     if n == 0:
@@ -32,7 +32,7 @@ def percentile_ms_nb(sorted_values, p):
     return sorted_values[lo] / 1000 + (sorted_values[hi] - sorted_values[lo]) * (rank - float(lo)) / 1000
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mean_ms_nb(sorted_values):
     n = sorted_values.shape[0]
     if n == 0:
@@ -43,13 +43,13 @@ def mean_ms_nb(sorted_values):
     return (total / float(n)) / 1000
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _value_at_rank_nb(lo_value, cumulative, rank):
     """The rank-th smallest (0-based) value, from cumulative counts over lo_value.. ."""
     return lo_value + np.searchsorted(cumulative, rank, side="right")
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def itl_order_stats_nb(values, out):
     """Mean and percentiles of the inter-token latencies (integer ticks).
 
@@ -96,12 +96,12 @@ def itl_order_stats_nb(values, out):
             out[idx[j]] = lo_val / 1000 + (hi_val - lo_val) * (rank - float(lo_rank)) / 1000
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _selected_nb(rq, r, instance):
     return instance < 0 or rq[r, R_INSTANCE] == instance
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def latency_block_nb(out, rq, out_len, itl_val, itl_req, itl_n, instance, n_req,
                      completed, total_in, total_out, sim_ended):
     """Fill one metrics block over the requests of `instance` (or all when instance < 0)."""
@@ -183,7 +183,7 @@ def latency_block_nb(out, rq, out_len, itl_val, itl_req, itl_n, instance, n_req,
     out[M_SCHED_DELAY_P99] = percentile_ms_nb(sched_s, 99.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def priority_inversions_nb(rq, arrival, instance, n_req):
     """Pairs (earlier arrival, later arrival) on one instance where the earlier one's
     E2E exceeds twice the later one's (the reference's anomaly heuristic)."""
@@ -212,7 +212,7 @@ def priority_inversions_nb(rq, arrival, instance, n_req):
     return inversions
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def hol_blocking_nb(sample_sums, sample_counts):
     """Instances whose mean wait-queue depth exceeds twice the mean over instances."""
     n = sample_sums.shape[0]

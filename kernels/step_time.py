@@ -14,7 +14,7 @@ from kernels.layout import (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def blackbox_step_time_nb(cfg_float, c, cache_miss_tokens, decode_tokens):
     t = 0.0
     t += cfg_float[c, CF_BETA0]
@@ -23,7 +23,7 @@ def blackbox_step_time_nb(cfg_float, c, cache_miss_tokens, decode_tokens):
     return int(t)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _flops_nb(cfg_float, c, seq_len, new_tokens):
     """(gemm_ops, sram_ops) of one request's forward pass over new_tokens at context seq_len."""
     d_model = cfg_float[c, CF_HIDDEN]
@@ -54,7 +54,7 @@ def _flops_nb(cfg_float, c, seq_len, new_tokens):
     return gemm, sram
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _weight_bytes_nb(cfg_float, c):
     d_model = cfg_float[c, CF_HIDDEN]
     n_layers = cfg_float[c, CF_NUM_LAYERS]
@@ -71,7 +71,7 @@ def _weight_bytes_nb(cfg_float, c):
     return per_layer * n_layers * cfg_float[c, CF_BYTES_PER_PARAM]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _dynamic_bytes_nb(cfg_float, c, seq_len, new_tokens, weights):
     """Bytes moved besides the weights: KV growth, KV reads of the past, activations."""
     d_model = cfg_float[c, CF_HIDDEN]
@@ -92,7 +92,7 @@ def _dynamic_bytes_nb(cfg_float, c, seq_len, new_tokens, weights):
     return total - weights
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def go_round_nb(x):
     """Go's math.Round: half away from zero."""
     t = math.trunc(x)
@@ -101,7 +101,7 @@ def go_round_nb(x):
     return t
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def roofline_step_time_nb(cfg_float, c, tp, batch, batch_len, rq_progress, rq_num_new, in_len):
     """Analytical step time of the running batch (prefill and decode phases each take their bottleneck)."""
     tp_f = float(tp)
