@@ -1,0 +1,130 @@
+"""Property tests: the batch engine against the slow pure-Python oracle, and invariants.
+
+Random small configurations (tiny KV caches, shared prefixes, chunking, every
+scheduler and priority policy, horizons) must give the same per-request results
+as the oracle, and conserve KV blocks and requests, keep causality and never run
+the clock back.
+"""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from blis_sweep.engine import simulate
+from blis_sweep.sim_config import PriorityPolicy, Scheduler, SimConfig
+from blis_sweep.workload_arrays import build_workload
+from kernels import layout as L
+from tests.oracle_sim import OracleConfig, run_oracle
+
+SCHEDULERS = ["fcfs", "priority-fcfs", "sjf", "reverse-priority"]
+PRIORITIES = ["constant", "slo-based", "inverted-slo"]
+
+
+@st.composite
+def scenarios(draw):
+    n = draw(st.integers(1, 14))
+    vocab = draw(st.integers(2, 50))  # small vocabularies make shared prefixes and cache hits likely
+    prefixes = [draw(st.lists(st.integers(0, vocab), min_size=0, max_size=40)) for _ in range(2)]
+    arrivals, inputs, outputs = [], [], []
+    t = 0
+    for _ in range(n):
+        t += draw(st.sampled_from([0, 0, 1, 500, 3000, 20000]))  # same-tick arrivals included
+        prefix = prefixes[draw(st.integers(0, 1))]
+        body = draw(st.lists(st.integers(0, vocab), min_size=1, max_size=60))
+        arrivals.append(t)
+        inputs.append(prefix + body)
+        outputs.append(draw(st.lists(st.integers(0, vocab), min_size=0, max_size=30)))
+    cfg = dict(
+        total_kv_blocks=draw(st.integers(3, 80)),
+        block_size=draw(st.sampled_from([2, 3, 4, 8, 16])),
+        max_running_reqs=draw(st.integers(1, 8)),
+        max_scheduled_tokens=draw(st.integers(4, 96)),
+        long_prefill_token_threshold=draw(st.sampled_from([0, 0, 3, 8, 32])),
+        horizon=draw(st.sampled_from([2**63 - 1, 2**63 - 1, 30_000, 200_000])),
+        alpha=(draw(st.floats(0, 400)), draw(st.floats(0, 3)), draw(st.floats(0, 500))),
+        beta=(draw(st.floats(100, 6000)), draw(st.floats(0, 20)), draw(st.floats(0, 10))),
+        scheduler=draw(st.sampled_from(SCHEDULERS)),
+        priority_policy=draw(st.sampled_from(PRIORITIES)),
+    )
+    return arrivals, inputs, outputs, cfg
+
+
+def engine_config(cfg: dict) -> SimConfig:
+    return SimConfig(
+        total_kv_blocks=cfg["total_kv_blocks"], block_size=cfg["block_size"],
+        max_running_reqs=cfg["max_running_reqs"], max_scheduled_tokens=cfg["max_scheduled_tokens"],
+        long_prefill_token_threshold=cfg["long_prefill_token_threshold"], horizon=cfg["horizon"],
+        alpha_coeffs=cfg["alpha"], beta_coeffs=cfg["beta"],
+        scheduler=Scheduler(SCHEDULERS.index(cfg["scheduler"])),
+        priority_policy=PriorityPolicy(PRIORITIES.index(cfg["priority_policy"])),
+    )
+
+
+def check_invariants(res, n: int) -> None:
+    row = res.cluster[0]
+    assert row[L.M_STATUS] == L.STATUS_OK
+    assert row[L.M_KV_USED_END] + row[L.M_KV_FREE_END] == row[L.M_KV_TOTAL]
+    assert row[L.M_ARRIVED] == (row[L.M_COMPLETED] + row[L.M_WAITING_END] + row[L.M_RUNNING_END]
+                                + row[L.M_REJECTED] + row[L.M_IN_FLIGHT_END])
+    assert row[L.M_IN_FLIGHT_END] >= 0
+    assert row[L.M_CLOCK_REGRESSIONS] == 0
+    flags = res.req_flags[0, :n]
+    done = (flags & L.RF_COMPLETED) != 0
+    # causality: arrival <= scheduled <= first token <= completion (times relative to arrival)
+    sched, ttft, e2e = res.req_sched[0, :n][done], res.req_ttft[0, :n][done], res.req_e2e[0, :n][done]
+    assert np.all(sched >= 0)
+    assert np.all(ttft >= sched)
+    assert np.all(e2e >= ttft)
+    assert int(done.sum()) == row[L.M_COMPLETED]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(scenarios())
+def test_engine_equals_oracle_and_keeps_invariants(scenario):
+    arrivals, inputs, outputs, cfg = scenario
+    oracle = run_oracle(arrivals, inputs, outputs, OracleConfig(**cfg))
+    workload = build_workload(arrivals, inputs, outputs)
+    res = simulate([engine_config(cfg)], [workload], [0], per_request=True)
+    n = len(arrivals)
+    check_invariants(res, n)
+    for r, want in enumerate(oracle.requests):
+        flags = int(res.req_flags[0, r])
+        assert bool(flags & L.RF_HAS_TTFT) == want["first_token"], r
+        assert bool(flags & L.RF_COMPLETED) == want["completed"], r
+        if want["first_token"]:
+            assert res.req_ttft[0, r] == want["ttft"], r
+        if want["completed"]:
+            assert res.req_e2e[0, r] == want["e2e"], r
+        if want["scheduling_delay"] is not None:
+            assert res.req_sched[0, r] == want["scheduling_delay"], r
+    m = oracle.metrics
+    row = res.cluster[0]
+    assert row[L.M_COMPLETED] == m["completed_requests"]
+    assert row[L.M_TOTAL_INPUT_TOKENS] == m["total_input_tokens"]
+    assert row[L.M_TOTAL_OUTPUT_TOKENS] == m["total_output_tokens"]
+    assert row[L.M_SIM_ENDED_TICKS] == m["sim_ended_tick"]
+    assert row[L.M_PREEMPTIONS] == m["preemption_count"]
+    assert row[L.M_KV_PEAK_BLOCKS] == m["peak_kv_blocks"]
+    assert row[L.M_CACHE_HIT_RATE] == m["cache_hit_rate"]
+    assert row[L.M_PRIORITY_INVERSIONS] == m["priority_inversions"]
+    if m["completed_requests"] > 0:
+        for key, col in (("e2e_mean_ms", L.M_E2E_MEAN), ("ttft_p99_ms", L.M_TTFT_P99),
+                         ("itl_mean_ms", L.M_ITL_MEAN), ("itl_p90_ms", L.M_ITL_P90),
+                         ("scheduling_delay_p99_ms", L.M_SCHED_DELAY_P99)):
+            assert row[col] == m[key], key
+
+
+def test_million_block_cache_runs_without_allocating_per_block():
+    """Working memory follows the workload, not total_kv_blocks (2**40 blocks would not fit otherwise)."""
+    rng = np.random.default_rng(7)
+    inputs = [list(rng.integers(0, 1000, 300)) for _ in range(50)]
+    outputs = [list(rng.integers(0, 1000, 100)) for _ in range(50)]
+    arrivals = list(range(0, 50 * 20000, 20000))
+    wl = build_workload(arrivals, inputs, outputs)
+    small = simulate([SimConfig(total_kv_blocks=1_000_000, beta_coeffs=(5000.0, 10.0, 5.0))], [wl], [0])
+    huge = simulate([SimConfig(total_kv_blocks=1 << 40, beta_coeffs=(5000.0, 10.0, 5.0))], [wl], [0])
+    assert small.cluster[0, L.M_COMPLETED] == 50
+    same = [k for k in range(L.N_METRICS) if k not in (L.M_KV_FREE_END, L.M_KV_TOTAL)]
+    np.testing.assert_array_equal(small.cluster[0, same], huge.cluster[0, same])
+    assert huge.cluster[0, L.M_KV_USED_END] + huge.cluster[0, L.M_KV_FREE_END] == 1 << 40
