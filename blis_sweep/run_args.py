@@ -382,7 +382,12 @@ def _three(values: tuple, flag: str, from_defaults: bool) -> tuple[float, float,
     if len(values) < 3:
         source = " (from defaults.yaml)" if from_defaults else ""
         raise BlisError(f"--{flag} needs at least 3 values, got {len(values)}{source}")
-    return tuple(float(v) for v in values[:3])
+    out = tuple(float(v) for v in values[:3])
+    bad = [v for v in out if not math.isfinite(v)]
+    if bad:
+        # the reference would silently produce NaN/Inf step times
+        raise BlisError(f"--{flag} must be finite numbers, got {','.join(map(str, values))}")
+    return out
 
 
 # ---------------------------------------------------------------- resolution
