@@ -12,7 +12,6 @@ arrays when the horizon cuts requests off). Bases live in a byte-bounded LRU cac
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -163,9 +162,7 @@ class Resolver:
                 return Deployment((0.0,) * 3, (0.0,) * 3, rf, blocks, "memory", None, why)
             return Deployment((0.0,) * 3, (0.0,) * 3, rf, kv, "given", None)
 
-        # blackbox
-        if values["model_config"] is not None and values["alpha_coeffs"] is None and values["beta_coeffs"] is None:
-            pass  # model_config only matters for total_kv_blocks: auto with explicit coefficients
+        # blackbox (model_config / hardware_config matter only for total_kv_blocks: auto without a trained entry)
         entry = self._defaults_entry(values, lines,
                                      required=values["alpha_coeffs"] is None and values["beta_coeffs"] is None)
         if values["alpha_coeffs"] is not None or values["beta_coeffs"] is not None:
@@ -319,6 +316,8 @@ class WorkloadCache:
         derived = entry[2].get((rate, arrival, horizon))
         if derived is None:
             derived = entry[2][(rate, arrival, horizon)] = with_arrivals(entry[0], rate, arrival, horizon, seed)
+            entry[1] += derived.arrival_ticks.nbytes  # new arrays; the rest are views of the base
+            self._bytes += derived.arrival_ticks.nbytes
         return derived
 
     @staticmethod
@@ -431,6 +430,3 @@ def param_row(values: dict, dep: Deployment, config_id: int, point_id: int, repl
 def rows_to_param_arrays(rows: list[dict]) -> list[pa.Array]:
     return [pa.array([r[name] for r in rows], type=typ) for name, typ in PARAM_SCHEMA]
 
-
-def is_finite_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -281,3 +281,36 @@ def test_example_sweeps_validate():
         Resolver(spec).validate()
         sizes[path.stem] = spec.num_configs
     assert sizes["h100_tp"] >= 1000 and 15 <= sizes["quick"] <= 30 and "blackbox_llama" in sizes
+
+
+def test_trace_workload_and_horizon_rows_equal_engine_simulate(tmp_path):
+    from blis_sweep.workload import read_trace
+
+    trace = REPO_ROOT / "tests" / "data" / "parity" / "v01_single_chat_prefix" / "trace.csv.gz"
+    text = f"""\
+        name: tr
+        base:
+          model: {LLAMA}
+          hardware: H100
+          latency_model: blackbox
+          tp: 2
+          workload: {{trace: {trace}}}
+        axes:
+          max_num_running_reqs: [4, 64]
+          horizon: [null, 5000000]
+        """
+    run_grid(write(tmp_path, text, "tr.yaml"), out=tmp_path / "out", quiet=True, requests=True)
+    df = pl.read_parquet(tmp_path / "out" / "configs.parquet")
+    req = pl.read_parquet(tmp_path / "out" / "requests.parquet")
+    wl = read_trace(trace)
+    dep = next(r for r in df.iter_rows(named=True))
+    for row in df.iter_rows(named=True):
+        assert row["workload"] == "trace" and row["rate"] is None and row["num_requests"] == wl.num_requests
+        cfg = SimConfig(total_kv_blocks=dep["total_kv_blocks"], alpha_coeffs=tuple(dep["alpha_coeffs"]),
+                        beta_coeffs=tuple(dep["beta_coeffs"]), max_running_reqs=row["max_num_running_reqs"],
+                        horizon=INT64_MAX if row["horizon"] is None else row["horizon"])
+        block = engine.simulate([cfg], [wl], [0]).cluster[0]
+        for name in ("completed_requests", "ttft_p99_ms", "e2e_mean_ms", "tpot_p99_ms", "preemptions"):
+            assert _same(float(row[name]), float(block[METRIC_COLUMNS[name]])), name
+        n = req.filter(pl.col("config_id") == row["config_id"]).height
+        assert n == (wl.num_requests if row["horizon"] is None else int((wl.arrival_ticks <= 5_000_000).sum()))

@@ -1,0 +1,73 @@
+"""Compare the latest grid benchmark record against the median of the earlier ones.
+
+Only comparable records count: same bench, sweep file, cold/warm cache and CPU model.
+A slowdown of more than --threshold (default 20%) in configurations/s or in simulated
+requests/s per core exits with status 1; otherwise 0 (also when there is no history yet).
+
+    python benchmarks/compare.py [--history benchmarks/history.jsonl] [--threshold 0.2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HISTORY = Path(__file__).resolve().parent / "history.jsonl"
+METRICS = ("configs_per_s", "requests_per_s_per_core")  # higher is better
+
+
+def load(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                print(f"warning: {path}:{n} is not JSON; skipped", file=sys.stderr)
+    return records
+
+
+def comparable(a: dict, b: dict) -> bool:
+    return (a.get("bench") == b.get("bench") and a.get("spec") == b.get("spec") and a.get("cold") == b.get("cold")
+            and a.get("machine", {}).get("cpu") == b.get("machine", {}).get("cpu"))
+
+
+def compare(records: list[dict], threshold: float) -> tuple[int, list[str]]:
+    grid = [r for r in records if r.get("bench") == "grid"]
+    if not grid:
+        return 0, ["no grid benchmark records yet"]
+    latest = grid[-1]
+    earlier = [r for r in grid[:-1] if comparable(r, latest)]
+    if not earlier:
+        return 0, [f"no earlier comparable record for {latest.get('spec')} (cold={latest.get('cold')}) on "
+                   f"{latest.get('machine', {}).get('cpu')}; nothing to compare"]
+    status, lines = 0, []
+    for metric in METRICS:
+        median = statistics.median(r[metric] for r in earlier)
+        value = latest[metric]
+        slowdown = median / value - 1 if value > 0 else float("inf")
+        flag = slowdown > threshold
+        status |= flag
+        lines.append(f"{'SLOWER' if flag else 'ok':>6}  {metric}: latest {value:,.1f} vs median {median:,.1f} of "
+                     f"{len(earlier)} runs ({-slowdown:+.1%} speed)")
+    return status, lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--history", type=Path, default=HISTORY)
+    ap.add_argument("--threshold", type=float, default=0.2, help="allowed slowdown (0.2 = 20%%)")
+    args = ap.parse_args()
+    status, lines = compare(load(args.history), args.threshold)
+    print("\n".join(lines))
+    if status:
+        print(f"slowdown above {args.threshold:.0%} against the history median", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
