@@ -180,10 +180,6 @@ class KeySpec:
     doc: str
 
 
-def _policy_names(names: dict) -> tuple:
-    return tuple(names)
-
-
 BASE_KEYS: dict[str, KeySpec] = {
     "model": KeySpec(REQUIRED, _string, "model id, e.g. meta-llama/llama-3.1-8b-instruct"),
     "hardware": KeySpec(REQUIRED, _string, "GPU name (hardware_config.json for roofline, defaults.yaml for blackbox)"),
@@ -341,7 +337,10 @@ class GridSpec:
         }
 
     def spec_hash(self) -> str:
-        text = json.dumps(self.normalized(), sort_keys=True, separators=(",", ":"))
+        """Identity of the results: the normalised sweep without name, description and slo
+        (which do not change what is simulated; editing them keeps a run resumable)."""
+        sim = {k: v for k, v in self.normalized().items() if k not in ("name", "description", "slo")}
+        text = json.dumps(sim, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def line_of(self, path: tuple) -> int | None:

@@ -153,6 +153,10 @@ def test_resume_skips_finished_chunks(tmp_path):
     assert len(json.loads((out / "manifest.json").read_text())["invocations"]) == 2
     done = run_grid(spec, out=out, quiet=True)
     assert done.chunks_run == 0 and done.chunks_skipped == 3
+    # the SLO and the description do not change what is simulated: still the same run
+    edited = write(tmp_path, SWEEP.replace("ttft_p99_ms: 100", "ttft_p99_ms: 50") + "description: new\n")
+    assert run_grid(edited, out=out, quiet=True).chunks_run == 0
+    assert json.loads((out / "manifest.json").read_text())["slo"] == {"ttft_p99_ms": 50.0}
 
 
 def test_interrupted_run_leaves_complete_chunks_and_resumes(tmp_path, monkeypatch):
