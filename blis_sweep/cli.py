@@ -33,6 +33,11 @@ def run(ctx: typer.Context) -> None:
     raise typer.Exit(run_reference(argv))
 
 
+from blis_sweep import grid_cli  # noqa: E402  (commands register on the app above)
+
+grid_cli.register(app)
+
+
 def main() -> None:
     """Console entry point: one-line errors for bad input; tracebacks only with BLIS_SWEEP_DEBUG=1."""
     try:

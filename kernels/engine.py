@@ -253,7 +253,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     cheap = np.empty((N_K, 3 * n + 8), dtype=np.int64)
     clen_heap = 0
     for r in range(n):
-        clen_heap = cluster_push_nb(cheap, clen_heap, arrival[r], CEV_ARRIVAL, cs[CS_SEQ], r)
+        clen_heap = cluster_push_nb(cheap, clen_heap, arrival[r], np.int64(CEV_ARRIVAL), cs[CS_SEQ], r)
         cs[CS_SEQ] += 1
     trace_k = cfg_int[c, CI_TRACE_K]
     trace_scores = np.empty(n_inst)
@@ -284,12 +284,14 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
                 break
             if kind == CEV_ARRIVAL:
                 cs[CS_ARRIVED] += 1
-                clen_heap = cluster_push_nb(cheap, clen_heap, t + admission_latency, CEV_ADMISSION, cs[CS_SEQ], r)
+                clen_heap = cluster_push_nb(cheap, clen_heap, t + admission_latency, np.int64(CEV_ADMISSION),
+                                            cs[CS_SEQ], r)
                 cs[CS_SEQ] += 1
             elif kind == CEV_ADMISSION:
                 rq[r, R_FLAGS] |= RF_ADMISSION_DECIDED
                 if _admit_nb(cfg_int, cfg_float, c, cf, t, float(in_len[r])):
-                    clen_heap = cluster_push_nb(cheap, clen_heap, t + routing_latency, CEV_ROUTING, cs[CS_SEQ], r)
+                    clen_heap = cluster_push_nb(cheap, clen_heap, t + routing_latency, np.int64(CEV_ROUTING),
+                                                cs[CS_SEQ], r)
                     cs[CS_SEQ] += 1
                 else:
                     cs[CS_REJECTED] += 1
@@ -303,13 +305,13 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
                 cs[CS_ROUTED] += 1
                 rq[r, R_INSTANCE] = target
                 rq[r, R_FLAGS] |= RF_ROUTED
-                push_event_nb(heap, ist, cs, target, t, EV_ARRIVAL, r)
+                push_event_nb(heap, ist, cs, target, t, np.int64(EV_ARRIVAL), np.int64(r))
             if clen_heap < 0:
                 cs[CS_STATUS] = 1
         else:
             if inst_time > horizon:
                 break
-            i = inst
+            i = np.int64(inst)  # a plain int64 (not a literal): one compiled signature per callee
             t, kind, r = heap_pop_nb(heap, ist, i)
             if t < ist[i, IS_CLOCK]:
                 ist[i, IS_CLOCK_REGRESSIONS] += 1
@@ -360,8 +362,9 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         if out_instances.shape[1] > i:
             row = out_instances[c, i]
             row[:] = np.nan
-            latency_block_nb(row, rq, out_len, itl_val, itl_req, cs[CS_ITL_N], i, n, ist[i, IS_COMPLETED],
-                             ist[i, IS_TOTAL_INPUT], ist[i, IS_TOTAL_OUTPUT], ended)
+            latency_block_nb(row, rq, out_len, itl_val, itl_req, np.int64(cs[CS_ITL_N]), np.int64(i), np.int64(n),
+                             np.int64(ist[i, IS_COMPLETED]), np.int64(ist[i, IS_TOTAL_INPUT]),
+                             np.int64(ist[i, IS_TOTAL_OUTPUT]), np.int64(ended))
             row[M_PREEMPTIONS] = ist[i, IS_PREEMPTIONS]
             row[M_CACHE_HIT_RATE] = hit_rate
             row[M_KV_PEAK_BLOCKS] = ist[i, IS_PEAK_KV]
@@ -393,8 +396,8 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         inversions += inst_inversions
 
     row = out_cluster[c]
-    latency_block_nb(row, rq, out_len, itl_val, itl_req, cs[CS_ITL_N], -1, n, completed, total_in, total_out,
-                     sim_ended)
+    latency_block_nb(row, rq, out_len, itl_val, itl_req, np.int64(cs[CS_ITL_N]), np.int64(-1), np.int64(n),
+                     np.int64(completed), np.int64(total_in), np.int64(total_out), np.int64(sim_ended))
     row[M_PREEMPTIONS] = preemptions
     row[M_CACHE_HIT_RATE] = hit_rate_sum / float(n_inst)
     row[M_KV_PEAK_BLOCKS] = peak
@@ -446,7 +449,8 @@ def simulate_batch_nb(cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_
     trace_candidates[c, r, k, TC_*] the routing decisions of configs with CI_TRACE_K >= 0.
     """
     for c in prange(cfg_int.shape[0]):
-        simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len,
+        # prange indices are unsigned; one signed type keeps a single compiled signature
+        simulate_config_nb(np.int64(c), cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len,
                            wl_seq_off, wl_prefix_hash, wl_id_rank, pow_table, out_cluster, out_instances,
                            req_ttft, req_e2e, req_itl_sum, req_sched, req_flags, req_instance, trace_route,
                            trace_candidates)

@@ -107,7 +107,7 @@ def on_arrival_nb(heap, ist, cs, cfg_float, c, i, r, now, in_len):
     delay = 0.0
     delay += cfg_float[c, CF_ALPHA0]
     delay += cfg_float[c, CF_ALPHA1] * float(in_len[r])
-    push_event_nb(heap, ist, cs, i, now + int(delay), EV_QUEUED, r)
+    push_event_nb(heap, ist, cs, i, now + int(delay), np.int64(EV_QUEUED), np.int64(r))
 
 
 @njit(cache=True, error_model="numpy")
@@ -116,7 +116,7 @@ def on_queued_nb(heap, wq, ist, cs, i, r, now, in_len):
     ist[i, IS_TOTAL_INPUT] += in_len[r]
     if ist[i, IS_STEP_PENDING] == 0:
         # the reference starts a step but does not mark one pending here
-        push_event_nb(heap, ist, cs, i, now, EV_STEP, -1)
+        push_event_nb(heap, ist, cs, i, now, np.int64(EV_STEP), np.int64(-1))
 
 
 # ---------------------------------------------------------------- step
@@ -127,7 +127,7 @@ def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk
     while True:
         if store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
                              i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
-                             rq[r, R_PROGRESS], rq[r, R_PROGRESS] + n_new, no_cached, 0, lookup_ids):
+                             rq[r, R_PROGRESS], rq[r, R_PROGRESS] + n_new, no_cached, np.int64(0), lookup_ids):
             return True
         if cs[CS_STATUS] != 0:
             return False
@@ -137,7 +137,7 @@ def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk
         ist[i, IS_PREEMPTIONS] += 1
         ist[i, IS_RB_LEN] -= 1
         victim = rb[i, ist[i, IS_RB_LEN]]
-        push_event_nb(heap, ist, cs, i, now, EV_PREEMPTION, victim)
+        push_event_nb(heap, ist, cs, i, now, np.int64(EV_PREEMPTION), np.int64(victim))
         rq[victim, R_PROGRESS] = 0
         store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen, i, victim)
         wq_push_front_nb(wq, ist, i, victim)
@@ -246,7 +246,7 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
         ist[i, IS_WQ_LEN] -= 1
         rb[i, ist[i, IS_RB_LEN]] = r
         ist[i, IS_RB_LEN] += 1
-        push_event_nb(heap, ist, cs, i, now, EV_SCHEDULED, r)
+        push_event_nb(heap, ist, cs, i, now, np.int64(EV_SCHEDULED), np.int64(r))
         rq[r, R_SCHED_DELAY] = now - arrival[r]
         rq[r, R_FLAGS] |= RF_SCHEDULED
         budget -= n_new
@@ -355,21 +355,21 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
                 progress, pow_table, block_size):
             if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
                                      clen, i, r, ph, seq_off[r], n_in, pow_table, block_size,
-                                     progress, progress + 1, no_cached, 0, lookup_ids):
+                                     progress, progress + 1, no_cached, np.int64(0), lookup_ids):
                 if cs[CS_STATUS] != 0:
                     return
                 # reference fix 1: the request still completes
                 ist[i, IS_KV_ALLOC_FAILURES] += 1
         store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen, i, r)
         ist[i, IS_COMPLETED] += 1
-        push_event_nb(heap, ist, cs, i, now + advance, EV_REQUEST_LEFT, r)
+        push_event_nb(heap, ist, cs, i, now + advance, np.int64(EV_REQUEST_LEFT), np.int64(r))
         rq[r, R_E2E] = rq[r, R_FIRST_TOKEN] + rq[r, R_ITL_SUM]
         rq[r, R_FLAGS] |= RF_COMPLETED
     cs[CS_ITL_N] = n_itl
     ist[i, IS_TOTAL_OUTPUT] += n_out
     ist[i, IS_RB_LEN] = n_left
     if n_left > 0:
-        push_event_nb(heap, ist, cs, i, now + advance, EV_STEP, -1)
+        push_event_nb(heap, ist, cs, i, now + advance, np.int64(EV_STEP), np.int64(-1))
         ist[i, IS_STEP_PENDING] = 1
     else:
         ist[i, IS_STEP_PENDING] = 0
