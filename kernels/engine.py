@@ -37,7 +37,7 @@ from kernels.state import (
     IS_FREE_TAIL, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_TOTAL, IS_KV_USED, IS_PEAK_KV,
     IS_PREEMPTIONS, IS_RB_LEN, IS_STEP_COUNT, IS_TOTAL_INPUT, IS_TOTAL_OUTPUT, IS_WQ_HEAD, IS_WQ_LEN,
     IS_WQ_SAMPLE_COUNT, IS_WQ_SAMPLE_SUM, K_REQ, K_TIME, N_B, N_CFS, N_CS, N_H, N_IF, N_IS, N_K, N_R,
-    R_FLAGS, R_INSTANCE, R_LATEST_BLOCK, R_MAP_LAST,
+    R_E2E, R_FIRST_TOKEN, R_FLAGS, R_INSTANCE, R_ITL_SUM, R_LATEST_BLOCK, R_MAP_LAST, R_SCHED_DELAY,
 )
 
 INT64_MAX = np.iinfo(np.int64).max
@@ -422,10 +422,10 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
 
     if req_ttft.shape[1] >= n:
         for r in range(n):
-            req_ttft[c, r] = rq[r, 3]
-            req_e2e[c, r] = rq[r, 9]
-            req_itl_sum[c, r] = rq[r, 4]
-            req_sched[c, r] = rq[r, 5]
+            req_ttft[c, r] = rq[r, R_FIRST_TOKEN]
+            req_e2e[c, r] = rq[r, R_E2E]
+            req_itl_sum[c, r] = rq[r, R_ITL_SUM]
+            req_sched[c, r] = rq[r, R_SCHED_DELAY]
             req_flags[c, r] = rq[r, R_FLAGS]
             req_instance[c, r] = rq[r, R_INSTANCE]
     _keep_alive_nb(owners)

@@ -157,7 +157,7 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
     threshold = cfg_int[c, CI_LONG_PREFILL]
     decode_tokens = 0
     for k in range(n_snap):
-        r = snapshot[k]
+        r = rb[i, k]
         if budget <= 0:
             break
         n_new = in_len[r] - rq[r, R_PROGRESS]
@@ -217,10 +217,10 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
     ist[i, IS_PREEMPTION_HAPPENED] = 0
     budget = cfg_int[c, CI_MAX_SCHED_TOKENS]
     # Go ranges over the batch as it was when the loop began: requests evicted from
-    # the tail during this loop are still visited afterwards.
+    # the tail during this loop are still visited afterwards. Eviction only shortens
+    # the batch and nothing is appended during the loop, so rb[i, :n_snap] still holds
+    # exactly that slice.
     n_snap = ist[i, IS_RB_LEN]
-    for k in range(n_snap):
-        snapshot[k] = rb[i, k]
     budget, decode_tokens = _schedule_running_nb(
         cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
         i, now, in_len, out_len, ph, seq_off, pow_table, snapshot, n_snap, budget, no_cached, lookup_ids)
@@ -332,7 +332,9 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
             itl_req[n_itl] = r
             n_itl += 1
             rq[r, R_ITL_SUM] += token_time
-            rq[r, R_FLAGS] |= RF_HAS_ITL
+            if progress == n_in + 1:
+                # first decode step since the (last) prefill; the mark is sticky
+                rq[r, R_FLAGS] |= RF_HAS_ITL
         rq[r, R_PROGRESS] = progress
         if progress == n_in:
             rq[r, R_FLAGS] |= RF_HAS_TTFT

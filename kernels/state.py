@@ -94,27 +94,28 @@ CEV_ARRIVAL = 0
 CEV_ADMISSION = 1
 CEV_ROUTING = 2
 
-# ---- request ints: rq[r, R_*]
+# ---- request ints: rq[r, R_*]; the fields touched for every decode token come first,
+# so that they share one cache line (rows are padded to 16 fields = 128 bytes)
 R_PROGRESS = 0
 R_COMPUTED = 1  # the reference's reqNumComputedTokens
 R_NUM_NEW = 2
-R_FIRST_TOKEN = 3  # relative to arrival, like the reference's FirstTokenTime
-R_ITL_SUM = 4
-R_SCHED_DELAY = 5
-R_FLAGS = 6
-R_INSTANCE = 7
-R_MAP_LAST = 8  # last node of the request's block list, -1 when the map has no entry
-R_E2E = 9
-# decode tokens appended since the request's concatenated-block hash was last brought up
-# to date: positions [R_PEND_START, R_PEND_START + R_PEND_LEN) of its sequence
-R_PEND_START = 10
-R_PEND_LEN = 11
 # copies of the request's last block id and its token count, so that the per-token
 # decode path reads one request row instead of chasing node -> block (kept in sync
 # by kv_cache.allocate_blocks_nb and release_blocks_nb)
-R_LATEST_BLOCK = 12
-R_LATEST_NTOK = 13
-N_R = 14
+R_LATEST_NTOK = 3
+R_LATEST_BLOCK = 4
+# decode tokens appended since the request's concatenated-block hash was last brought up
+# to date: positions [R_PEND_START, R_PEND_START + R_PEND_LEN) of its sequence
+R_PEND_START = 5
+R_PEND_LEN = 6
+R_ITL_SUM = 7
+R_FLAGS = 8
+R_FIRST_TOKEN = 9  # relative to arrival, like the reference's FirstTokenTime
+R_SCHED_DELAY = 10
+R_INSTANCE = 11
+R_MAP_LAST = 12  # last node of the request's block list, -1 when the map has no entry
+R_E2E = 13
+N_R = 16
 
 # ---- configuration scalars: cs[CS_*]
 CS_NODE_FREE = 0
