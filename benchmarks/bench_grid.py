@@ -90,6 +90,7 @@ def main() -> int:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "spec": spec.relative_to(ROOT).as_posix() if spec.is_relative_to(ROOT) else str(spec),
             "cold": args.cold,
+            "kernel_compiled": numbers["compile_s"] > 2.0,  # a warm run can still compile after a kernel change
             "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
             "commit": git_commit(),
             "versions": {k: v for k, v in package_versions().items() if k in ("python", "numba", "numpy")},

@@ -53,7 +53,7 @@ def compare(records: list[dict], threshold: float) -> tuple[int, list[str]]:
         flag = slowdown > threshold
         status |= flag
         lines.append(f"{'SLOWER' if flag else 'ok':>6}  {metric}: latest {value:,.1f} vs median {median:,.1f} of "
-                     f"{len(earlier)} runs ({-slowdown:+.1%} speed)")
+                     f"{len(earlier)} runs (throughput {value / median - 1:+.1%}, time {slowdown:+.1%})")
     return status, lines
 
 
