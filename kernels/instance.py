@@ -179,9 +179,8 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
             # array arguments cost atomic refcount updates on every decode token.
             ntok = rq[r, R_LATEST_NTOK]
             if 0 < ntok < block_size:
-                # the request row holds the count; the block's own copy is written when it
-                # fills (and flushed before any full allocation, see allocate_blocks_nb)
                 latest = rq[r, R_LATEST_BLOCK]
+                blk[i, B_NTOK, latest] = ntok + 1
                 rq[r, R_LATEST_NTOK] = ntok + 1
                 # the token's hash is folded in lazily (see kv_cache.commit_pending_hash_nb)
                 position = rq[r, R_PROGRESS]
@@ -193,7 +192,6 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
                     rq[r, R_PEND_START] = position
                     rq[r, R_PEND_LEN] = 1
                 if ntok + 1 == block_size:
-                    blk[i, B_NTOK, latest] = block_size
                     commit_pending_hash_nb(rq, chash, r, ph, seq_off[r], pow_table)
                     bhash[i, BH_GPU, latest] = chash[r]
                     blk[i, B_HASHED, latest] = 1
@@ -202,11 +200,10 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
                                chash, clen, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
                                no_cached, lookup_ids):
                 break
-            # The reference also sets NumNewTokens = 1 and adds 1 to the computed-token
-            # counter here; neither is ever read for a request in decode (both are reset
-            # when it is next scheduled), so the hot path skips them.
             budget -= 1
+            rq[r, R_NUM_NEW] = 1
             decode_tokens += 1
+            rq[r, R_COMPUTED] += 1
     return budget, decode_tokens
 
 

@@ -260,9 +260,6 @@ def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev,
                        i, r, ph, seq_start, input_len, pow_table, block_size,
                        start_index, end_index, cached_ids, n_cached):
     """The reference's AllocateKVBlocks; see _allocate_blocks_body_nb."""
-    if rq[r, R_MAP_LAST] != -1:
-        # the decode fast path counts tokens in the request row only
-        blk[i, B_NTOK, rq[r, R_LATEST_BLOCK]] = rq[r, R_LATEST_NTOK]
     ok = _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
                                   i, r, ph, seq_start, input_len, pow_table, block_size,
                                   start_index, end_index, cached_ids, n_cached)
@@ -465,6 +462,7 @@ def try_append_decode_token_nb(blk, bhash, ht_key, ht_val, rq, node_blk, chash, 
     if ntok == 0 or ntok >= block_size:
         return False
     latest = rq[r, R_LATEST_BLOCK]
+    blk[i, B_NTOK, latest] = ntok + 1
     rq[r, R_LATEST_NTOK] = ntok + 1
     n_pending = rq[r, R_PEND_LEN]
     if n_pending > 0 and rq[r, R_PEND_START] + n_pending == position:
@@ -474,7 +472,6 @@ def try_append_decode_token_nb(blk, bhash, ht_key, ht_val, rq, node_blk, chash, 
         rq[r, R_PEND_START] = position
         rq[r, R_PEND_LEN] = 1
     if ntok + 1 == block_size:
-        blk[i, B_NTOK, latest] = block_size
         commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table)
         h = chash[r]
         bhash[i, BH_GPU, latest] = h
