@@ -112,6 +112,22 @@ def _write_trace(path: Path, w) -> None:
                     f'"[{",".join(map(str, outs))}]"\n')
 
 
+def _append_history(record: dict) -> None:
+    """One line in benchmarks/history.jsonl, in the fields benchmarks/compare.py reads."""
+    import datetime as dt
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    line = dict(record, bench=record["benchmark"], date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                spec=f"{record['configs']}x{record['requests_per_config']}x{record['instances']}", cold=False,
+                machine={"cpu": record["cpu"], "cores": record["cores"]}, commit=commit)
+    with (REPO / "benchmarks" / "history.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", type=int, default=256)
@@ -122,6 +138,7 @@ def main() -> None:
     ap.add_argument("--reference-configs", type=int, default=16)
     ap.add_argument("--reference-workload", choices=["traces", "distribution"], default="distribution")
     ap.add_argument("--json", action="store_true", help="print one JSON record")
+    ap.add_argument("--record", action="store_true", help="append the record to benchmarks/history.jsonl")
     args = ap.parse_args()
 
     configs, workloads, wids, rates = sweep(args.configs, args.requests, args.instances)
@@ -154,6 +171,8 @@ def main() -> None:
                              args.reference_workload)
         record["reference"] = ref
         record["speedup_per_cpu_s"] = record["requests_per_cpu_s"] / ref["requests_per_cpu_s"]
+    if args.record:
+        _append_history(record)
     if args.json:
         print(json.dumps(record))
         return

@@ -1,4 +1,4 @@
-"""Compare the latest grid benchmark record against the median of the earlier ones.
+"""Compare the latest benchmark record of each kind against the median of the earlier ones.
 
 Only comparable records count: same bench, sweep file, cold/warm cache and CPU model.
 A slowdown of more than --threshold (default 20%) in configurations/s or in simulated
@@ -37,9 +37,19 @@ def comparable(a: dict, b: dict) -> bool:
 
 
 def compare(records: list[dict], threshold: float) -> tuple[int, list[str]]:
-    grid = [r for r in records if r.get("bench") == "grid"]
-    if not grid:
-        return 0, ["no grid benchmark records yet"]
+    """Each benchmark kind (grid, engine_1inst, engine_4inst, ...): its latest record vs its history."""
+    kinds = list(dict.fromkeys(r.get("bench") for r in records if r.get("bench")))
+    if not kinds:
+        return 0, ["no benchmark records yet"]
+    status, lines = 0, []
+    for kind in kinds:
+        kind_status, kind_lines = _compare_kind([r for r in records if r.get("bench") == kind], threshold)
+        status |= kind_status
+        lines += [f"[{kind}] {line}" for line in kind_lines]
+    return status, lines
+
+
+def _compare_kind(grid: list[dict], threshold: float) -> tuple[int, list[str]]:
     latest = grid[-1]
     earlier = [r for r in grid[:-1] if comparable(r, latest)]
     if not earlier:

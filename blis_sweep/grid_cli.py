@@ -14,9 +14,15 @@ from typing import Annotated, Optional
 import typer
 
 
+def default_sweep() -> Path:
+    """The main job, run when `grid` is given no sweep file."""
+    return Path(__file__).resolve().parent.parent / "sweeps" / "h100_tp.yaml"
+
+
 def grid_command(
-    spec: Annotated[Path, typer.Argument(help="Sweep file (YAML): base configuration, axes, seeds, SLO.",
-                                         show_default=False)],
+    spec: Annotated[Optional[Path], typer.Argument(
+        help="Sweep file (YAML): base configuration, axes, seeds, SLO. Default: the bundled sweeps/h100_tp.yaml.",
+        show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: results/NAME/).",
                                                 show_default=False)] = None,
     requests: Annotated[bool, typer.Option("--requests", help="Also write per-request records (requests.parquet).")
@@ -28,7 +34,7 @@ def grid_command(
     """Simulate every configuration of a sweep file; results stream to Parquet and resume if interrupted."""
     from blis_sweep.grid_run import run_grid
 
-    summary = run_grid(spec, out=out, requests=requests, quiet=quiet, overwrite=overwrite)
+    summary = run_grid(spec or default_sweep(), out=out, requests=requests, quiet=quiet, overwrite=overwrite)
     if not quiet:
         t = summary.timings
         rate = summary.simulated_configs / max(t["wall_s"] - t["compile_s"], 1e-9)
