@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import yaml
 
 from blis_sweep.errors import BlisError
+from blis_sweep.yaml_positions import Yaml12SafeLoader
 from blis_sweep.paths import bundled_defaults_yaml
 
 PRESET_FIELDS = (
@@ -17,18 +17,6 @@ PRESET_FIELDS = (
 )
 MIN_COEFFS = 3
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Yaml12FloatLoader(_Loader):
-    """Safe loader that also reads `1e-5` (no dot) as a float, as the reference's YAML 1.2 parser does."""
-
-
-_Yaml12FloatLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
 
 _cache: dict[tuple, dict] = {}
 
@@ -45,7 +33,7 @@ def load_defaults(path: str | Path | None = None) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise BlisError(f"cannot read defaults file {path}: {exc}") from None
     try:
-        data = yaml.load(text, Loader=_Yaml12FloatLoader)
+        data = yaml.load(text, Loader=Yaml12SafeLoader)
     except yaml.YAMLError as exc:
         raise BlisError(f"defaults file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     data = {} if data is None else data

@@ -17,11 +17,11 @@ from blis_sweep.errors import BlisError
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_Base):
-    """Safe loader that also reads `1e-5` (no dot) as a float, like YAML 1.2."""
+class Yaml12SafeLoader(_Base):
+    """Safe loader that also reads `1e-5` (no dot) as a float, like YAML 1.2 (and the reference's parser)."""
 
 
-_Loader.add_implicit_resolver(
+Yaml12SafeLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)[eE][-+]?\d+$"),
     list("-+0123456789."),
@@ -42,7 +42,7 @@ class Positions(dict):
 
 def load_yaml_with_positions(text: str, source: str) -> tuple[object, Positions]:
     """(value, positions) of a one-document YAML text; errors are BlisError naming `source` and the line."""
-    loader = _Loader(text)
+    loader = Yaml12SafeLoader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:

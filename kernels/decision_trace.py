@@ -10,26 +10,24 @@ from kernels.state import IS_KV_TOTAL, IS_KV_USED, IS_RB_LEN, IS_WQ_LEN
 
 
 @njit(cache=True, error_model="numpy")
+def _decimal_digits_nb(x, out):
+    """Decimal digits of x >= 0 into out, least significant first; returns their count."""
+    n = 0
+    while True:
+        out[n] = x % 10
+        n += 1
+        x //= 10
+        if x == 0:
+            return n
+
+
+@njit(cache=True, error_model="numpy")
 def instance_id_less_nb(a, b):
     """"instance_<a>" < "instance_<b>" as strings (so instance_10 sorts before instance_2)."""
     da = np.empty(20, dtype=np.int64)
     db = np.empty(20, dtype=np.int64)
-    na = 0
-    x = a
-    while True:
-        da[na] = x % 10
-        na += 1
-        x //= 10
-        if x == 0:
-            break
-    nb = 0
-    x = b
-    while True:
-        db[nb] = x % 10
-        nb += 1
-        x //= 10
-        if x == 0:
-            break
+    na = _decimal_digits_nb(a, da)
+    nb = _decimal_digits_nb(b, db)
     for k in range(min(na, nb)):
         ca = da[na - 1 - k]
         cb = db[nb - 1 - k]

@@ -24,8 +24,8 @@ def blackbox_step_time_nb(cfg_float, c, cache_miss_tokens, decode_tokens):
 
 
 @njit(cache=True, error_model="numpy")
-def _flops_nb(cfg_float, c, seq_len, new_tokens):
-    """(gemm_ops, sram_ops) of one request's forward pass over new_tokens at context seq_len."""
+def _model_shape_nb(cfg_float, c):
+    """(d_model, layers, heads, kv heads, head dim, FFN dim) as the reference derives them."""
     d_model = cfg_float[c, CF_HIDDEN]
     n_layers = cfg_float[c, CF_NUM_LAYERS]
     n_heads = cfg_float[c, CF_HEADS]
@@ -36,6 +36,13 @@ def _flops_nb(cfg_float, c, seq_len, new_tokens):
     d_ff = 4.0 * d_model
     if cfg_float[c, CF_INTERMEDIATE] > 0.0:
         d_ff = cfg_float[c, CF_INTERMEDIATE]
+    return d_model, n_layers, n_heads, n_kv, d_head, d_ff
+
+
+@njit(cache=True, error_model="numpy")
+def _flops_nb(cfg_float, c, seq_len, new_tokens):
+    """(gemm_ops, sram_ops) of one request's forward pass over new_tokens at context seq_len."""
+    d_model, n_layers, n_heads, n_kv, d_head, d_ff = _model_shape_nb(cfg_float, c)
     seq = float(seq_len)
     new_t = float(new_tokens)
     d_kv = n_kv * d_head
@@ -56,16 +63,7 @@ def _flops_nb(cfg_float, c, seq_len, new_tokens):
 
 @njit(cache=True, error_model="numpy")
 def _weight_bytes_nb(cfg_float, c):
-    d_model = cfg_float[c, CF_HIDDEN]
-    n_layers = cfg_float[c, CF_NUM_LAYERS]
-    n_heads = cfg_float[c, CF_HEADS]
-    n_kv = cfg_float[c, CF_KV_HEADS]
-    if n_kv == 0.0:
-        n_kv = n_heads
-    d_head = d_model / n_heads
-    d_ff = 4.0 * d_model
-    if cfg_float[c, CF_INTERMEDIATE] > 0.0:
-        d_ff = cfg_float[c, CF_INTERMEDIATE]
+    d_model, n_layers, n_heads, n_kv, d_head, d_ff = _model_shape_nb(cfg_float, c)
     d_kv = n_kv * d_head
     per_layer = d_model * (d_model + 2.0 * d_kv) + (d_model * d_model) + (3.0 * d_model * d_ff)
     return per_layer * n_layers * cfg_float[c, CF_BYTES_PER_PARAM]
@@ -74,13 +72,7 @@ def _weight_bytes_nb(cfg_float, c):
 @njit(cache=True, error_model="numpy")
 def _dynamic_bytes_nb(cfg_float, c, seq_len, new_tokens, weights):
     """Bytes moved besides the weights: KV growth, KV reads of the past, activations."""
-    d_model = cfg_float[c, CF_HIDDEN]
-    n_layers = cfg_float[c, CF_NUM_LAYERS]
-    n_heads = cfg_float[c, CF_HEADS]
-    n_kv = cfg_float[c, CF_KV_HEADS]
-    if n_kv == 0.0:
-        n_kv = n_heads
-    d_head = d_model / n_heads
+    d_model, n_layers, n_heads, n_kv, d_head, _ = _model_shape_nb(cfg_float, c)
     bpp = cfg_float[c, CF_BYTES_PER_PARAM]
     new_t = float(new_tokens)
     kv_per_token = 2.0 * n_layers * n_kv * d_head * bpp
