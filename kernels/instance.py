@@ -9,7 +9,8 @@ from numba import njit
 
 from kernels.event_heap import heap_push_nb
 from kernels.kv_cache import (
-    commit_pending_hash_nb, ht_put_nb, lookup_cached_blocks_memo_nb, store_allocate_nb, store_release_nb, try_append_decode_token_nb,
+    commit_pending_hash_nb, ht_put_nb, list_append_nb, lookup_cached_blocks_memo_nb, pop_free_block_nb,
+    store_allocate_nb, store_release_nb, try_append_decode_token_nb,
 )
 from kernels.layout import (
     CF_ALPHA0, CF_ALPHA1, CF_ALPHA2, CI_LONG_PREFILL, CI_MAX_RUNNING, CI_MAX_SCHED_TOKENS, CI_PRIORITY,
@@ -17,10 +18,11 @@ from kernels.layout import (
     RF_SCHEDULED, SCHED_FCFS, SCHED_PRIORITY_FCFS, SCHED_REVERSE_PRIORITY, SCHED_SJF,
 )
 from kernels.state import (
-    B_HASHED, B_NTOK, BH_GPU, R_LATEST_BLOCK, R_LATEST_NTOK, R_PEND_LEN, R_PEND_START,
+    B_HASHED, B_IN_USE, B_NTOK, B_REF, BH_GPU, R_LATEST_BLOCK, R_LATEST_NTOK, R_PEND_LEN, R_PEND_START,
     CS_ITL_N, CS_STATUS, EV_ARRIVAL, EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP,
     IF_KV_BLOCK_TICKS, IS_COMPLETED, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_USED, IS_PEAK_KV,
-    IS_PENDING_TRANSFER, IS_PREEMPTION_HAPPENED, IS_PREEMPTIONS, IS_RB_LEN, IS_TIER_CLOCK, IS_STEP_COUNT, IS_STEP_DECODE_TOKENS,
+    IS_CACHE_MISSES, IS_PENDING_TRANSFER, IS_PREEMPTION_HAPPENED, IS_PREEMPTIONS, IS_RB_LEN, IS_TIER_CLOCK,
+    IS_STEP_COUNT, IS_STEP_DECODE_TOKENS,
     IS_STEP_MISS_TOKENS, IS_STEP_PENDING, IS_TOTAL_INPUT, IS_TOTAL_OUTPUT, IS_WQ_HEAD, IS_WQ_LEN,
     IS_WQ_SAMPLE_COUNT, IS_WQ_SAMPLE_SUM, R_COMPUTED, R_E2E, R_FIRST_TOKEN, R_FLAGS, R_ITL_SUM,
     R_NUM_NEW, R_PROGRESS, R_SCHED_DELAY,
@@ -196,10 +198,28 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
                     bhash[i, BH_GPU, latest] = chash[r]
                     blk[i, B_HASHED, latest] = 1
                     ht_put_nb(ht_key, ht_val, i, chash[r], latest)
-            elif not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
-                               chash, clen, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
-                               no_cached, lookup_ids):
-                break
+            else:
+                # The token opens a new block. In decode the reference pops one free block
+                # without a free-count check; when one is there, do just that here.
+                b = pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i)
+                if b != -1:
+                    blk[i, B_NTOK, b] = 1
+                    blk[i, B_REF, b] = 1
+                    blk[i, B_IN_USE, b] = 1
+                    ist[i, IS_KV_USED] += 1
+                    ist[i, IS_CACHE_MISSES] += 1
+                    if not list_append_nb(rq, node_blk, node_prev, cs, r, b):
+                        break
+                    commit_pending_hash_nb(rq, chash, r, ph, seq_off[r], pow_table)
+                    rq[r, R_PEND_START] = rq[r, R_PROGRESS]
+                    rq[r, R_PEND_LEN] = 1
+                    rq[r, R_LATEST_BLOCK] = b
+                    rq[r, R_LATEST_NTOK] = 1
+                elif cs[CS_STATUS] != 0 or not _preempt_nb(
+                        heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
+                        clen, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, no_cached, lookup_ids):
+                    # no free block: the full path (CPU-tier reload, or preemption)
+                    break
             budget -= 1
             rq[r, R_NUM_NEW] = 1
             decode_tokens += 1

@@ -167,7 +167,7 @@ def count_free_list_nb(blk, ist, i):
 
 # ---------------------------------------------------------------- request block lists
 @njit(cache=True, error_model="numpy", inline="always")
-def _list_append_nb(rq, node_blk, node_prev, cs, r, b):
+def list_append_nb(rq, node_blk, node_prev, cs, r, b):
     node = cs[CS_NODE_FREE]
     if node != -1:
         cs[CS_NODE_FREE] = node_prev[node]
@@ -310,7 +310,7 @@ def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node
                     blk[i, B_IN_USE, b] = 1
                     ist[i, IS_KV_USED] += 1
                     _free_list_remove_nb(blk, ist, i, b)
-                if not _list_append_nb(rq, node_blk, node_prev, cs, r, b):
+                if not list_append_nb(rq, node_blk, node_prev, cs, r, b):
                     return False
                 chash[r] = concat_hash_nb(chash[r], slice_hash_nb(ph[seq_start:], k * block_size, (k + 1) * block_size, pow_table), pow_table[block_size])
                 clen[r] += block_size
@@ -344,7 +344,7 @@ def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node
                     bhash[i, BH_GPU, b] = h
                     blk[i, B_HASHED, b] = 1
                     ht_put_nb(ht_key, ht_val, i, h, b)
-                if not _list_append_nb(rq, node_blk, node_prev, cs, r, b):
+                if not list_append_nb(rq, node_blk, node_prev, cs, r, b):
                     return False
                 a = start_index + done
                 chash[r] = concat_hash_nb(chash[r], slice_hash_nb(ph[seq_start:], a, a + take, pow_table), pow_table[take])
