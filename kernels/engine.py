@@ -180,15 +180,12 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         np.zeros((max(n, 1), N_R), dtype=np.int64),
         np.zeros(max(n, 1)),
         np.zeros(max(n, 1), dtype=np.uint64),
-        np.zeros(max(n, 1), dtype=np.int64),
         np.empty(est_blocks, dtype=np.int64),
         np.empty(est_blocks, dtype=np.int64),
         np.empty(est_itl, dtype=np.int64),
         np.empty(est_itl, dtype=np.int64),
         np.zeros(N_CS, dtype=np.int64),
         np.zeros(N_CFS),
-        np.empty(rb_cap, dtype=np.int64),
-        np.empty(rb_cap, dtype=np.int64),
         np.empty(max_in // block_size + 1, dtype=np.int64),
         np.empty(max_in // block_size + 1, dtype=np.int64),
         np.empty(0, dtype=np.int64),
@@ -206,19 +203,16 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     rq = borrowed_nb(owners[9])
     prio = borrowed_nb(owners[10])
     chash = borrowed_nb(owners[11])
-    clen = borrowed_nb(owners[12])
-    node_blk = borrowed_nb(owners[13])
-    node_prev = borrowed_nb(owners[14])
-    itl_val = borrowed_nb(owners[15])
-    itl_req = borrowed_nb(owners[16])
-    cs = borrowed_nb(owners[17])
-    cf = borrowed_nb(owners[18])
-    snapshot = borrowed_nb(owners[19])
-    remaining = borrowed_nb(owners[20])
-    cached_ids = borrowed_nb(owners[21])
-    lookup_ids = borrowed_nb(owners[22])
-    no_cached = borrowed_nb(owners[23])
-    memo_ids = borrowed_nb(owners[24])
+    node_blk = borrowed_nb(owners[12])
+    node_prev = borrowed_nb(owners[13])
+    itl_val = borrowed_nb(owners[14])
+    itl_req = borrowed_nb(owners[15])
+    cs = borrowed_nb(owners[16])
+    cf = borrowed_nb(owners[17])
+    cached_ids = borrowed_nb(owners[18])
+    lookup_ids = borrowed_nb(owners[19])
+    no_cached = borrowed_nb(owners[20])
+    memo_ids = borrowed_nb(owners[21])
     cfg_int = borrowed_nb(cfg_int)
     cfg_float = borrowed_nb(cfg_float)
     arrival = borrowed_nb(arrival)
@@ -322,8 +316,8 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
                 on_queued_nb(heap, wq, ist, cs, i, r, t, in_len)
             elif kind == EV_STEP:
                 step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio,
-                        node_blk, node_prev, cs, chash, clen, itl_val, itl_req, i, t, arrival, in_len, out_len,
-                        ph, seq_off, id_rank, pow_table, snapshot, remaining, cached_ids, no_cached, lookup_ids,
+                        node_blk, node_prev, cs, chash, itl_val, itl_req, i, t, arrival, in_len, out_len,
+                        ph, seq_off, id_rank, pow_table, cached_ids, no_cached, lookup_ids,
                         memo_ids)
 
     status = cs[CS_STATUS]

@@ -123,11 +123,11 @@ def on_queued_nb(heap, wq, ist, cs, i, r, now, in_len):
 
 # ---------------------------------------------------------------- step
 @njit(cache=True, error_model="numpy")
-def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
+def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
                 i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, no_cached, lookup_ids):
     """Allocate for r, evicting from the batch tail until it fits (reference preempt())."""
     while True:
-        if store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
+        if store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
                              i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
                              rq[r, R_PROGRESS], rq[r, R_PROGRESS] + n_new, no_cached, np.int64(0), lookup_ids):
             return True
@@ -141,7 +141,7 @@ def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk
         victim = rb[i, ist[i, IS_RB_LEN]]
         push_event_nb(heap, ist, cs, i, now, np.int64(EV_PREEMPTION), np.int64(victim))
         rq[victim, R_PROGRESS] = 0
-        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen, i, victim)
+        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, i, victim)
         wq_push_front_nb(wq, ist, i, victim)
         if victim == r:
             return False
@@ -149,7 +149,7 @@ def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk
 
 @njit(cache=True, error_model="numpy")
 def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev,
-                         cs, chash, clen, i, now, in_len, out_len, ph, seq_off, pow_table, snapshot, n_snap,
+                         cs, chash, i, now, in_len, out_len, ph, seq_off, pow_table, n_snap,
                          budget, no_cached, lookup_ids):
     """First half of makeRunningBatch: budget and KV for the requests already running.
 
@@ -168,7 +168,7 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
                 n_new = threshold
             n_new = min(n_new, budget)
             if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
-                               chash, clen, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
+                               chash, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
                                no_cached, lookup_ids):
                 break
             budget -= n_new
@@ -217,7 +217,7 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
                     rq[r, R_LATEST_NTOK] = 1
                 elif cs[CS_STATUS] != 0 or not _preempt_nb(
                         heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
-                        clen, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, no_cached, lookup_ids):
+                        i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, no_cached, lookup_ids):
                     # no free block: the full path (CPU-tier reload, or preemption)
                     break
             budget -= 1
@@ -229,8 +229,8 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
 
 @njit(cache=True, error_model="numpy")
 def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev,
-                   cs, chash, clen, i, now, arrival, in_len, out_len, ph, seq_off, pow_table,
-                   snapshot, cached_ids, no_cached, lookup_ids, memo_ids):
+                   cs, chash, i, now, arrival, in_len, out_len, ph, seq_off, pow_table,
+                   cached_ids, no_cached, lookup_ids, memo_ids):
     """The reference's makeRunningBatch."""
     block_size = cfg_int[c, 1]
     threshold = cfg_int[c, CI_LONG_PREFILL]
@@ -242,8 +242,8 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
     # exactly that slice.
     n_snap = ist[i, IS_RB_LEN]
     budget, decode_tokens = _schedule_running_nb(
-        cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
-        i, now, in_len, out_len, ph, seq_off, pow_table, snapshot, n_snap, budget, no_cached, lookup_ids)
+        cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
+        i, now, in_len, out_len, ph, seq_off, pow_table, n_snap, budget, no_cached, lookup_ids)
     ist[i, IS_STEP_DECODE_TOKENS] += decode_tokens
     if cs[CS_STATUS] != 0:
         return
@@ -258,7 +258,7 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
             n_new = threshold
         n_new = min(n_new, budget)
         start = n_cached * block_size
-        if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
+        if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
                                  i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
                                  start, start + n_new, cached_ids, n_cached, lookup_ids):
             break
@@ -277,8 +277,8 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
 
 @njit(cache=True, error_model="numpy")
 def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, node_blk,
-            node_prev, cs, chash, clen, itl_val, itl_req, i, now, arrival, in_len, out_len, ph, seq_off,
-            id_rank, pow_table, snapshot, remaining, cached_ids, no_cached, lookup_ids, memo_ids):
+            node_prev, cs, chash, itl_val, itl_req, i, now, arrival, in_len, out_len, ph, seq_off,
+            id_rank, pow_table, cached_ids, no_cached, lookup_ids, memo_ids):
     """One reference Step() at time `now` on instance i."""
     ist[i, IS_STEP_COUNT] += 1
     ist[i, IS_TIER_CLOCK] = now
@@ -303,7 +303,7 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
         order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank)
 
     _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
-                   chash, clen, i, now, arrival, in_len, out_len, ph, seq_off, pow_table, snapshot,
+                   chash, i, now, arrival, in_len, out_len, ph, seq_off, pow_table,
                    cached_ids, no_cached, lookup_ids, memo_ids)
     if cs[CS_STATUS] != 0:
         return
@@ -373,16 +373,16 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
         rq[r, R_ITL_SUM] += token_time
         cs[CS_ITL_N] = n_itl
         if out_len[r] > 0 and not try_append_decode_token_nb(
-                blk, bhash, ht_key, ht_val, rq, node_blk, chash, clen, i, r, ph, seq_off[r],
+                blk, bhash, ht_key, ht_val, rq, node_blk, chash, i, r, ph, seq_off[r],
                 progress, pow_table, block_size):
             if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
-                                     clen, i, r, ph, seq_off[r], n_in, pow_table, block_size,
+                                     i, r, ph, seq_off[r], n_in, pow_table, block_size,
                                      progress, progress + 1, no_cached, np.int64(0), lookup_ids):
                 if cs[CS_STATUS] != 0:
                     return
                 # reference fix 1: the request still completes
                 ist[i, IS_KV_ALLOC_FAILURES] += 1
-        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen, i, r)
+        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, i, r)
         ist[i, IS_COMPLETED] += 1
         push_event_nb(heap, ist, cs, i, now + advance, np.int64(EV_REQUEST_LEFT), np.int64(r))
         rq[r, R_E2E] = rq[r, R_FIRST_TOKEN] + rq[r, R_ITL_SUM]

@@ -194,7 +194,7 @@ def commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table):
 
 
 @njit(cache=True, error_model="numpy")
-def release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r):
+def release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, i, r):
     """The reference's ReleaseKVBlocks: drop the map entry, free blocks last to first."""
     node = rq[r, R_MAP_LAST]
     while node != -1:
@@ -213,7 +213,6 @@ def release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r):
     rq[r, R_LATEST_NTOK] = 0
     rq[r, R_PEND_LEN] = 0
     chash[r] = np.uint64(0)
-    clen[r] = 0
 
 
 @njit(cache=True, error_model="numpy")
@@ -256,11 +255,11 @@ def lookup_cached_blocks_memo_nb(ht_key, ht_val, ist, i, r, ph, seq_start, input
 
 
 @njit(cache=True, error_model="numpy")
-def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
                        i, r, ph, seq_start, input_len, pow_table, block_size,
                        start_index, end_index, cached_ids, n_cached):
     """The reference's AllocateKVBlocks; see _allocate_blocks_body_nb."""
-    ok = _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+    ok = _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
                                   i, r, ph, seq_start, input_len, pow_table, block_size,
                                   start_index, end_index, cached_ids, n_cached)
     # success or not (the reference does not roll back), refresh the request's last-block copy
@@ -275,7 +274,7 @@ def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev,
 
 
 @njit(cache=True, error_model="numpy")
-def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
                              i, r, ph, seq_start, input_len, pow_table, block_size,
                              start_index, end_index, cached_ids, n_cached):
     """The reference's AllocateKVBlocks (with its fixes 2 and 3, without rollback).
@@ -313,13 +312,11 @@ def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node
                 if not list_append_nb(rq, node_blk, node_prev, cs, r, b):
                     return False
                 chash[r] = concat_hash_nb(chash[r], slice_hash_nb(ph[seq_start:], k * block_size, (k + 1) * block_size, pow_table), pow_table[block_size])
-                clen[r] += block_size
         if latest_ntok > 0 and latest_ntok < block_size:
             take = min(done + block_size - latest_ntok, n_new) - done
             a = start_index + done
             blk[i, B_NTOK, latest] = latest_ntok + take
             chash[r] = concat_hash_nb(chash[r], slice_hash_nb(ph[seq_start:], a, a + take, pow_table), pow_table[take])
-            clen[r] += take
             done += take
             if latest_ntok + take == block_size:
                 # the block closes the request's whole token list so far
@@ -348,7 +345,6 @@ def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node
                     return False
                 a = start_index + done
                 chash[r] = concat_hash_nb(chash[r], slice_hash_nb(ph[seq_start:], a, a + take, pow_table), pow_table[take])
-                clen[r] += take
                 done = end
     return True
 
@@ -389,11 +385,11 @@ def _reload_from_cpu_nb(blk, bhash, ht_key, ht_val, ifl, ist, cs, i, block_size)
 
 
 @njit(cache=True, error_model="numpy")
-def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen,
+def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
                       i, r, ph, seq_start, input_len, pow_table, block_size,
                       start_index, end_index, cached_ids, n_cached, lookup_ids):
     """Allocate through the KV store: GPU first; with a CPU tier, reload and retry once."""
-    if allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+    if allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
                           i, r, ph, seq_start, input_len, pow_table, block_size,
                           start_index, end_index, cached_ids, n_cached):
         return True
@@ -405,10 +401,10 @@ def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_p
         new_start = n_new_cached * block_size
         if new_start > start_index:
             # a reload can cover the whole chunk; the reference would slice past its end
-            return allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+            return allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
                                       i, r, ph, seq_start, input_len, pow_table, block_size,
                                       new_start, max(end_index, new_start), lookup_ids, n_new_cached)
-        return allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash, clen,
+        return allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
                                   i, r, ph, seq_start, input_len, pow_table, block_size,
                                   start_index, end_index, cached_ids, n_cached)
     ist[i, IS_CPU_MISSES] += 1
@@ -416,9 +412,9 @@ def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_p
 
 
 @njit(cache=True, error_model="numpy")
-def store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, clen, i, r):
+def store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, i, r):
     """Release through the KV store; with a CPU tier, offload cached free blocks while the GPU is busy."""
-    release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, clen, i, r)
+    release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, i, r)
     capacity = ist[i, IS_CPU_CAPACITY]
     if capacity <= 0:
         return
@@ -450,7 +446,7 @@ def store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_pr
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def try_append_decode_token_nb(blk, bhash, ht_key, ht_val, rq, node_blk, chash, clen, i, r, ph, seq_start,
+def try_append_decode_token_nb(blk, bhash, ht_key, ht_val, rq, node_blk, chash, i, r, ph, seq_start,
                                position, pow_table, block_size):
     """Fast path of a decode allocation: the token fits in the request's partial last block.
 
