@@ -228,10 +228,34 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
 
 
 @njit(cache=True, error_model="numpy")
-def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev,
-                   cs, chash, i, now, arrival, in_len, out_len, ph, seq_off, pow_table,
-                   cached_ids, no_cached, lookup_ids, memo_ids):
-    """The reference's makeRunningBatch."""
+def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, node_blk,
+            node_prev, cs, chash, itl_val, itl_req, i, now, arrival, in_len, out_len, ph, seq_off,
+            id_rank, pow_table, cached_ids, no_cached, lookup_ids, memo_ids):
+    """One reference Step() at time `now` on instance i."""
+    ist[i, IS_STEP_COUNT] += 1
+    ist[i, IS_TIER_CLOCK] = now
+    ist[i, IS_STEP_MISS_TOKENS] = 0
+    ist[i, IS_STEP_DECODE_TOKENS] = 0
+
+    policy = cfg_int[c, CI_PRIORITY]
+    scheduler = cfg_int[c, CI_SCHEDULER]
+    head = ist[i, IS_WQ_HEAD]
+    # priorities are observable only through the priority-ordering schedulers
+    n_prioritized = ist[i, IS_WQ_LEN] if scheduler == SCHED_PRIORITY_FCFS or scheduler == SCHED_REVERSE_PRIORITY else 0
+    for k in range(head, head + n_prioritized):
+        r = wq[i, k]
+        age = float(now - arrival[r])
+        if policy == PRIO_SLO_BASED:
+            prio[r] = 0.0 + 1e-6 * age
+        elif policy == PRIO_INVERTED_SLO:
+            prio[r] = 0.0 - 1e-6 * age
+        else:
+            prio[r] = 0.0
+    if scheduler != SCHED_FCFS:
+        order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank)
+
+    # ---- the reference's makeRunningBatch (kept in this function: calls with this many
+    # arrays cost more than the work for a small batch)
     block_size = cfg_int[c, 1]
     threshold = cfg_int[c, CI_LONG_PREFILL]
     ist[i, IS_PREEMPTION_HAPPENED] = 0
@@ -241,10 +265,11 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
     # the batch and nothing is appended during the loop, so rb[i, :n_snap] still holds
     # exactly that slice.
     n_snap = ist[i, IS_RB_LEN]
-    budget, decode_tokens = _schedule_running_nb(
-        cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
-        i, now, in_len, out_len, ph, seq_off, pow_table, n_snap, budget, no_cached, lookup_ids)
-    ist[i, IS_STEP_DECODE_TOKENS] += decode_tokens
+    if n_snap > 0:
+        budget, decode_tokens = _schedule_running_nb(
+            cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
+            i, now, in_len, out_len, ph, seq_off, pow_table, n_snap, budget, no_cached, lookup_ids)
+        ist[i, IS_STEP_DECODE_TOKENS] += decode_tokens
     if cs[CS_STATUS] != 0:
         return
     max_running = cfg_int[c, CI_MAX_RUNNING]
@@ -273,38 +298,6 @@ def _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, is
         ist[i, IS_STEP_MISS_TOKENS] += n_new
         rq[r, R_NUM_NEW] = n_new
         rq[r, R_COMPUTED] = n_new + start
-
-
-@njit(cache=True, error_model="numpy")
-def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, node_blk,
-            node_prev, cs, chash, itl_val, itl_req, i, now, arrival, in_len, out_len, ph, seq_off,
-            id_rank, pow_table, cached_ids, no_cached, lookup_ids, memo_ids):
-    """One reference Step() at time `now` on instance i."""
-    ist[i, IS_STEP_COUNT] += 1
-    ist[i, IS_TIER_CLOCK] = now
-    ist[i, IS_STEP_MISS_TOKENS] = 0
-    ist[i, IS_STEP_DECODE_TOKENS] = 0
-
-    policy = cfg_int[c, CI_PRIORITY]
-    scheduler = cfg_int[c, CI_SCHEDULER]
-    head = ist[i, IS_WQ_HEAD]
-    # priorities are observable only through the priority-ordering schedulers
-    n_prioritized = ist[i, IS_WQ_LEN] if scheduler == SCHED_PRIORITY_FCFS or scheduler == SCHED_REVERSE_PRIORITY else 0
-    for k in range(head, head + n_prioritized):
-        r = wq[i, k]
-        age = float(now - arrival[r])
-        if policy == PRIO_SLO_BASED:
-            prio[r] = 0.0 + 1e-6 * age
-        elif policy == PRIO_INVERTED_SLO:
-            prio[r] = 0.0 - 1e-6 * age
-        else:
-            prio[r] = 0.0
-    if scheduler != SCHED_FCFS:
-        order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank)
-
-    _form_batch_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
-                   chash, i, now, arrival, in_len, out_len, ph, seq_off, pow_table,
-                   cached_ids, no_cached, lookup_ids, memo_ids)
     if cs[CS_STATUS] != 0:
         return
 
