@@ -180,15 +180,12 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         np.zeros((max(n, 1), N_R), dtype=np.int64),
         np.zeros(max(n, 1)),
         np.zeros(max(n, 1), dtype=np.uint64),
-        np.empty(est_blocks, dtype=np.int64),
-        np.empty(est_blocks, dtype=np.int64),
-        np.empty(est_itl, dtype=np.int64),
-        np.empty(est_itl, dtype=np.int64),
+        np.empty((2, est_blocks), dtype=np.int64),  # block-list nodes: (block, previous node)
+        np.empty((2, est_itl), dtype=np.int64),  # inter-token latencies: (value, request)
         np.zeros(N_CS, dtype=np.int64),
         np.zeros(N_CFS),
         np.empty(max_in // block_size + 1, dtype=np.int64),
         np.empty(max_in // block_size + 1, dtype=np.int64),
-        np.empty(0, dtype=np.int64),
         np.empty((n_inst, max_in // block_size + 1), dtype=np.int64),
     )
     ist = borrowed_nb(owners[0])
@@ -203,16 +200,13 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     rq = borrowed_nb(owners[9])
     prio = borrowed_nb(owners[10])
     chash = borrowed_nb(owners[11])
-    node_blk = borrowed_nb(owners[12])
-    node_prev = borrowed_nb(owners[13])
-    itl_val = borrowed_nb(owners[14])
-    itl_req = borrowed_nb(owners[15])
-    cs = borrowed_nb(owners[16])
-    cf = borrowed_nb(owners[17])
-    cached_ids = borrowed_nb(owners[18])
-    lookup_ids = borrowed_nb(owners[19])
-    no_cached = borrowed_nb(owners[20])
-    memo_ids = borrowed_nb(owners[21])
+    nodes = borrowed_nb(owners[12])
+    itl = borrowed_nb(owners[13])
+    cs = borrowed_nb(owners[14])
+    cf = borrowed_nb(owners[15])
+    cached_ids = borrowed_nb(owners[16])
+    lookup_ids = borrowed_nb(owners[17])
+    memo_ids = borrowed_nb(owners[18])
     cfg_int = borrowed_nb(cfg_int)
     cfg_float = borrowed_nb(cfg_float)
     arrival = borrowed_nb(arrival)
@@ -316,8 +310,8 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
                 on_queued_nb(heap, wq, ist, cs, i, r, t, in_len)
             elif kind == EV_STEP:
                 step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio,
-                        node_blk, node_prev, cs, chash, itl_val, itl_req, i, t, arrival, in_len, out_len,
-                        ph, seq_off, id_rank, pow_table, cached_ids, no_cached, lookup_ids,
+                        nodes, cs, chash, itl, i, t, arrival, in_len, out_len,
+                        ph, seq_off, id_rank, pow_table, cached_ids, lookup_ids,
                         memo_ids)
 
     status = cs[CS_STATUS]
@@ -356,7 +350,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         if out_instances.shape[1] > i:
             row = out_instances[c, i]
             row[:] = np.nan
-            latency_block_nb(row, rq, out_len, itl_val, itl_req, np.int64(cs[CS_ITL_N]), np.int64(i), np.int64(n),
+            latency_block_nb(row, rq, out_len, itl, np.int64(cs[CS_ITL_N]), np.int64(i), np.int64(n),
                              np.int64(ist[i, IS_COMPLETED]), np.int64(ist[i, IS_TOTAL_INPUT]),
                              np.int64(ist[i, IS_TOTAL_OUTPUT]), np.int64(ended))
             row[M_PREEMPTIONS] = ist[i, IS_PREEMPTIONS]
@@ -390,7 +384,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         inversions += inst_inversions
 
     row = out_cluster[c]
-    latency_block_nb(row, rq, out_len, itl_val, itl_req, np.int64(cs[CS_ITL_N]), np.int64(-1), np.int64(n),
+    latency_block_nb(row, rq, out_len, itl, np.int64(cs[CS_ITL_N]), np.int64(-1), np.int64(n),
                      np.int64(completed), np.int64(total_in), np.int64(total_out), np.int64(sim_ended))
     row[M_PREEMPTIONS] = preemptions
     row[M_CACHE_HIT_RATE] = hit_rate_sum / float(n_inst)

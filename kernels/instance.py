@@ -123,13 +123,13 @@ def on_queued_nb(heap, wq, ist, cs, i, r, now, in_len):
 
 # ---------------------------------------------------------------- step
 @njit(cache=True, error_model="numpy")
-def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
-                i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, no_cached, lookup_ids):
+def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
+                i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, lookup_ids):
     """Allocate for r, evicting from the batch tail until it fits (reference preempt())."""
     while True:
-        if store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
+        if store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
                              i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
-                             rq[r, R_PROGRESS], rq[r, R_PROGRESS] + n_new, no_cached, np.int64(0), lookup_ids):
+                             rq[r, R_PROGRESS], rq[r, R_PROGRESS] + n_new, lookup_ids, np.int64(0), lookup_ids):
             return True
         if cs[CS_STATUS] != 0:
             return False
@@ -141,16 +141,16 @@ def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk
         victim = rb[i, ist[i, IS_RB_LEN]]
         push_event_nb(heap, ist, cs, i, now, np.int64(EV_PREEMPTION), np.int64(victim))
         rq[victim, R_PROGRESS] = 0
-        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, i, victim)
+        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash, i, victim)
         wq_push_front_nb(wq, ist, i, victim)
         if victim == r:
             return False
 
 
 @njit(cache=True, error_model="numpy")
-def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev,
+def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes,
                          cs, chash, i, now, in_len, out_len, ph, seq_off, pow_table, n_snap,
-                         budget, no_cached, lookup_ids):
+                         budget, lookup_ids):
     """First half of makeRunningBatch: budget and KV for the requests already running.
 
     Kept small and separate so the per-token decode path compiles tightly.
@@ -167,9 +167,9 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
             if 0 < threshold < n_new:
                 n_new = threshold
             n_new = min(n_new, budget)
-            if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs,
+            if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs,
                                chash, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
-                               no_cached, lookup_ids):
+                               lookup_ids):
                 break
             budget -= n_new
             ist[i, IS_STEP_MISS_TOKENS] += n_new
@@ -208,7 +208,7 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
                     blk[i, B_IN_USE, b] = 1
                     ist[i, IS_KV_USED] += 1
                     ist[i, IS_CACHE_MISSES] += 1
-                    if not list_append_nb(rq, node_blk, node_prev, cs, r, b):
+                    if not list_append_nb(rq, nodes, cs, r, b):
                         break
                     commit_pending_hash_nb(rq, chash, r, ph, seq_off[r], pow_table)
                     rq[r, R_PEND_START] = rq[r, R_PROGRESS]
@@ -216,8 +216,8 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
                     rq[r, R_LATEST_BLOCK] = b
                     rq[r, R_LATEST_NTOK] = 1
                 elif cs[CS_STATUS] != 0 or not _preempt_nb(
-                        heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
-                        i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, no_cached, lookup_ids):
+                        heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
+                        i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, lookup_ids):
                     # no free block: the full path (CPU-tier reload, or preemption)
                     break
             budget -= 1
@@ -228,9 +228,9 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
 
 
 @njit(cache=True, error_model="numpy")
-def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, node_blk,
-            node_prev, cs, chash, itl_val, itl_req, i, now, arrival, in_len, out_len, ph, seq_off,
-            id_rank, pow_table, cached_ids, no_cached, lookup_ids, memo_ids):
+def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, nodes,
+            cs, chash, itl, i, now, arrival, in_len, out_len, ph, seq_off,
+            id_rank, pow_table, cached_ids, lookup_ids, memo_ids):
     """One reference Step() at time `now` on instance i."""
     ist[i, IS_STEP_COUNT] += 1
     ist[i, IS_TIER_CLOCK] = now
@@ -267,8 +267,8 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
     n_snap = ist[i, IS_RB_LEN]
     if n_snap > 0:
         budget, decode_tokens = _schedule_running_nb(
-            cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
-            i, now, in_len, out_len, ph, seq_off, pow_table, n_snap, budget, no_cached, lookup_ids)
+            cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
+            i, now, in_len, out_len, ph, seq_off, pow_table, n_snap, budget, lookup_ids)
         ist[i, IS_STEP_DECODE_TOKENS] += decode_tokens
     if cs[CS_STATUS] != 0:
         return
@@ -283,7 +283,7 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
             n_new = threshold
         n_new = min(n_new, budget)
         start = n_cached * block_size
-        if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
+        if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
                                  i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
                                  start, start + n_new, cached_ids, n_cached, lookup_ids):
             break
@@ -325,7 +325,7 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
 
     block_size = cfg_int[c, 1]
     n_itl = cs[CS_ITL_N]
-    itl_cap = itl_val.shape[0]
+    itl_cap = itl.shape[1]
     n_out = 0
     n_left = 0
     for k in range(n_batch):
@@ -341,8 +341,8 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
             if n_itl >= itl_cap:
                 cs[CS_STATUS] = 1
                 return
-            itl_val[n_itl] = token_time
-            itl_req[n_itl] = r
+            itl[0, n_itl] = token_time
+            itl[1, n_itl] = r
             n_itl += 1
             rq[r, R_ITL_SUM] += token_time
             if progress == n_in + 1:
@@ -360,22 +360,22 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
         if n_itl >= itl_cap:
             cs[CS_STATUS] = 1
             return
-        itl_val[n_itl] = token_time
-        itl_req[n_itl] = r
+        itl[0, n_itl] = token_time
+        itl[1, n_itl] = r
         n_itl += 1
         rq[r, R_ITL_SUM] += token_time
         cs[CS_ITL_N] = n_itl
         if out_len[r] > 0 and not try_append_decode_token_nb(
-                blk, bhash, ht_key, ht_val, rq, node_blk, chash, i, r, ph, seq_off[r],
+                blk, bhash, ht_key, ht_val, rq, chash, i, r, ph, seq_off[r],
                 progress, pow_table, block_size):
-            if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
+            if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
                                      i, r, ph, seq_off[r], n_in, pow_table, block_size,
-                                     progress, progress + 1, no_cached, np.int64(0), lookup_ids):
+                                     progress, progress + 1, lookup_ids, np.int64(0), lookup_ids):
                 if cs[CS_STATUS] != 0:
                     return
                 # reference fix 1: the request still completes
                 ist[i, IS_KV_ALLOC_FAILURES] += 1
-        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, i, r)
+        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash, i, r)
         ist[i, IS_COMPLETED] += 1
         push_event_nb(heap, ist, cs, i, now + advance, np.int64(EV_REQUEST_LEFT), np.int64(r))
         rq[r, R_E2E] = rq[r, R_FIRST_TOKEN] + rq[r, R_ITL_SUM]

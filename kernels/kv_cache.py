@@ -167,18 +167,18 @@ def count_free_list_nb(blk, ist, i):
 
 # ---------------------------------------------------------------- request block lists
 @njit(cache=True, error_model="numpy", inline="always")
-def list_append_nb(rq, node_blk, node_prev, cs, r, b):
+def list_append_nb(rq, nodes, cs, r, b):
     node = cs[CS_NODE_FREE]
     if node != -1:
-        cs[CS_NODE_FREE] = node_prev[node]
+        cs[CS_NODE_FREE] = nodes[1, node]
     else:
         node = cs[CS_NODE_TOP]
-        if node >= node_blk.shape[0]:
+        if node >= nodes.shape[1]:
             cs[CS_STATUS] = 1
             return False
         cs[CS_NODE_TOP] = node + 1
-    node_blk[node] = b
-    node_prev[node] = rq[r, R_MAP_LAST]
+    nodes[0, node] = b
+    nodes[1, node] = rq[r, R_MAP_LAST]
     rq[r, R_MAP_LAST] = node
     return True
 
@@ -194,18 +194,18 @@ def commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table):
 
 
 @njit(cache=True, error_model="numpy")
-def release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, i, r):
+def release_blocks_nb(blk, ist, rq, nodes, cs, chash, i, r):
     """The reference's ReleaseKVBlocks: drop the map entry, free blocks last to first."""
     node = rq[r, R_MAP_LAST]
     while node != -1:
-        b = node_blk[node]
+        b = nodes[0, node]
         blk[i, B_REF, b] -= 1
         if blk[i, B_REF, b] == 0:
             blk[i, B_IN_USE, b] = 0
             ist[i, IS_KV_USED] -= 1
             _free_list_append_nb(blk, ist, i, b)
-        prev = node_prev[node]
-        node_prev[node] = cs[CS_NODE_FREE]
+        prev = nodes[1, node]
+        nodes[1, node] = cs[CS_NODE_FREE]
         cs[CS_NODE_FREE] = node
         node = prev
     rq[r, R_MAP_LAST] = -1
@@ -255,11 +255,11 @@ def lookup_cached_blocks_memo_nb(ht_key, ht_val, ist, i, r, ph, seq_start, input
 
 
 @njit(cache=True, error_model="numpy")
-def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
+def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, nodes, cs, chash,
                        i, r, ph, seq_start, input_len, pow_table, block_size,
                        start_index, end_index, cached_ids, n_cached):
     """The reference's AllocateKVBlocks; see _allocate_blocks_body_nb."""
-    ok = _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
+    ok = _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, nodes, cs, chash,
                                   i, r, ph, seq_start, input_len, pow_table, block_size,
                                   start_index, end_index, cached_ids, n_cached)
     # success or not (the reference does not roll back), refresh the request's last-block copy
@@ -268,13 +268,13 @@ def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev,
         rq[r, R_LATEST_BLOCK] = -1
         rq[r, R_LATEST_NTOK] = 0
     else:
-        rq[r, R_LATEST_BLOCK] = node_blk[node]
-        rq[r, R_LATEST_NTOK] = blk[i, B_NTOK, node_blk[node]]
+        rq[r, R_LATEST_BLOCK] = nodes[0, node]
+        rq[r, R_LATEST_NTOK] = blk[i, B_NTOK, nodes[0, node]]
     return ok
 
 
 @njit(cache=True, error_model="numpy")
-def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
+def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, nodes, cs, chash,
                              i, r, ph, seq_start, input_len, pow_table, block_size,
                              start_index, end_index, cached_ids, n_cached):
     """The reference's AllocateKVBlocks (with its fixes 2 and 3, without rollback).
@@ -298,7 +298,7 @@ def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node
         latest_ntok = 0
         latest = -1
         if rq[r, R_MAP_LAST] != -1:
-            latest = node_blk[rq[r, R_MAP_LAST]]
+            latest = nodes[0, rq[r, R_MAP_LAST]]
             latest_ntok = blk[i, B_NTOK, latest]
         else:
             # first sight of this request: adopt the cached prefix blocks
@@ -309,7 +309,7 @@ def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node
                     blk[i, B_IN_USE, b] = 1
                     ist[i, IS_KV_USED] += 1
                     _free_list_remove_nb(blk, ist, i, b)
-                if not list_append_nb(rq, node_blk, node_prev, cs, r, b):
+                if not list_append_nb(rq, nodes, cs, r, b):
                     return False
                 chash[r] = concat_hash_nb(chash[r], slice_hash_nb(ph[seq_start:], k * block_size, (k + 1) * block_size, pow_table), pow_table[block_size])
         if latest_ntok > 0 and latest_ntok < block_size:
@@ -341,7 +341,7 @@ def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node
                     bhash[i, BH_GPU, b] = h
                     blk[i, B_HASHED, b] = 1
                     ht_put_nb(ht_key, ht_val, i, h, b)
-                if not list_append_nb(rq, node_blk, node_prev, cs, r, b):
+                if not list_append_nb(rq, nodes, cs, r, b):
                     return False
                 a = start_index + done
                 chash[r] = concat_hash_nb(chash[r], slice_hash_nb(ph[seq_start:], a, a + take, pow_table), pow_table[take])
@@ -385,11 +385,11 @@ def _reload_from_cpu_nb(blk, bhash, ht_key, ht_val, ifl, ist, cs, i, block_size)
 
 
 @njit(cache=True, error_model="numpy")
-def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash,
+def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
                       i, r, ph, seq_start, input_len, pow_table, block_size,
                       start_index, end_index, cached_ids, n_cached, lookup_ids):
     """Allocate through the KV store: GPU first; with a CPU tier, reload and retry once."""
-    if allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
+    if allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, nodes, cs, chash,
                           i, r, ph, seq_start, input_len, pow_table, block_size,
                           start_index, end_index, cached_ids, n_cached):
         return True
@@ -401,10 +401,10 @@ def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_p
         new_start = n_new_cached * block_size
         if new_start > start_index:
             # a reload can cover the whole chunk; the reference would slice past its end
-            return allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
+            return allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, nodes, cs, chash,
                                       i, r, ph, seq_start, input_len, pow_table, block_size,
                                       new_start, max(end_index, new_start), lookup_ids, n_new_cached)
-        return allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, node_blk, node_prev, cs, chash,
+        return allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, nodes, cs, chash,
                                   i, r, ph, seq_start, input_len, pow_table, block_size,
                                   start_index, end_index, cached_ids, n_cached)
     ist[i, IS_CPU_MISSES] += 1
@@ -412,9 +412,9 @@ def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_p
 
 
 @njit(cache=True, error_model="numpy")
-def store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_prev, cs, chash, i, r):
+def store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash, i, r):
     """Release through the KV store; with a CPU tier, offload cached free blocks while the GPU is busy."""
-    release_blocks_nb(blk, ist, rq, node_blk, node_prev, cs, chash, i, r)
+    release_blocks_nb(blk, ist, rq, nodes, cs, chash, i, r)
     capacity = ist[i, IS_CPU_CAPACITY]
     if capacity <= 0:
         return
@@ -446,7 +446,7 @@ def store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, node_blk, node_pr
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def try_append_decode_token_nb(blk, bhash, ht_key, ht_val, rq, node_blk, chash, i, r, ph, seq_start,
+def try_append_decode_token_nb(blk, bhash, ht_key, ht_val, rq, chash, i, r, ph, seq_start,
                                position, pow_table, block_size):
     """Fast path of a decode allocation: the token fits in the request's partial last block.
 

@@ -102,7 +102,7 @@ def _selected_nb(rq, r, instance):
 
 
 @njit(cache=True, error_model="numpy")
-def latency_block_nb(out, rq, out_len, itl_val, itl_req, itl_n, instance, n_req,
+def latency_block_nb(out, rq, out_len, itl, itl_n, instance, n_req,
                      completed, total_in, total_out, sim_ended):
     """Fill one metrics block over the requests of `instance` (or all when instance < 0)."""
     ttft = np.empty(n_req)
@@ -137,17 +137,17 @@ def latency_block_nb(out, rq, out_len, itl_val, itl_req, itl_n, instance, n_req,
             unfinished = True
             break
     if instance < 0 and not unfinished:
-        itl_ints = itl_val[:itl_n]
+        itl_ints = itl[0, :itl_n]
     else:
         n_itl = 0
         for k in range(itl_n):
-            if rq[itl_req[k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl_req[k], instance):
+            if rq[itl[1, k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl[1, k], instance):
                 n_itl += 1
         itl_ints = np.empty(n_itl, dtype=np.int64)
         n_itl = 0
         for k in range(itl_n):
-            if rq[itl_req[k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl_req[k], instance):
-                itl_ints[n_itl] = itl_val[k]
+            if rq[itl[1, k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl[1, k], instance):
+                itl_ints[n_itl] = itl[0, k]
                 n_itl += 1
     ttft_s = np.sort(ttft[:n_ttft])
     e2e_s = np.sort(e2e[:n_e2e])
