@@ -227,7 +227,7 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
     return budget, decode_tokens
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, nodes,
             cs, chash, itl, i, now, arrival, in_len, out_len, ph, seq_off,
             id_rank, pow_table, cached_ids, lookup_ids, memo_ids):
