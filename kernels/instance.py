@@ -147,7 +147,7 @@ def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, c
             return False
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes,
                          cs, chash, i, now, in_len, out_len, ph, seq_off, pow_table, n_snap,
                          budget, lookup_ids):
