@@ -435,6 +435,13 @@ def resolve_run(flags: RunFlags, cwd) -> ResolvedRun:
                         f"got {go_fmt_f(bandwidth)}")
     cache_w, load_w = _routing_weights(chosen["routing_policy"], chosen["routing_cache_weight"],
                                        chosen["routing_load_weight"], warn)
+    if admission == AdmissionPolicy.TOKEN_BUCKET:
+        # the reference checks these only in policy bundles; a bad flag value would make the bucket nonsense
+        for flag in ("token_bucket_capacity", "token_bucket_refill_rate"):
+            value = float(chosen[flag])
+            if not math.isfinite(value) or value < 0:
+                raise BlisError(f"--{flag.replace('_', '-')} must be a finite, non-negative number, "
+                                f"got {go_fmt_f(value)}")
 
     # Checks the reference leaves to a panic (or to undefined behaviour) deeper in.
     if lat.roofline is None:

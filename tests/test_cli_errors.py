@@ -74,3 +74,22 @@ def test_good_run_exits_zero_and_writes_results(workdir):
     assert result.returncode == 0, result.stderr
     assert "=== Simulation Metrics ===" in result.stdout
     assert (workdir / "out.json").exists()
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--num-instances", "2", "--admission-policy", "token-bucket", "--token-bucket-capacity", "-5"],
+     "token-bucket-capacity"),
+    (["--num-instances", "2", "--admission-policy", "token-bucket", "--token-bucket-refill-rate", "NaN"],
+     "token-bucket-refill-rate"),
+    (["--num-instances", "2", "--routing-policy", "weighted", "--routing-cache-weight", "-0.5"], "weights"),
+    (["--num-instances", "2", "--routing-policy", "weighted", "--routing-cache-weight", "0",
+      "--routing-load-weight", "0"], "positive sum"),
+    (["--kv-cpu-blocks", "100", "--kv-offload-threshold", "1.5"], "kv-offload-threshold"),
+    (["--kv-cpu-blocks", "100", "--kv-transfer-bandwidth", "0"], "kv-transfer-bandwidth"),
+])
+def test_bad_cluster_and_tier_settings(workdir, extra, expected):
+    (workdir / "out.json").unlink(missing_ok=True)
+    result = blis(BASE + extra, workdir)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert expected in result.stderr, result.stderr
+    assert not (workdir / "out.json").exists()
