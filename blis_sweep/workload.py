@@ -18,27 +18,12 @@ import numpy as np
 
 from blis_sweep.defaults import workload_preset
 from blis_sweep.errors import BlisError
+from blis_sweep.go_random import reference_requests
 from blis_sweep.sim_config import INT64_MAX
 from blis_sweep.trace_csv import read_trace  # noqa: F401  (public here: workload sources live together)
 from blis_sweep.workload_arrays import Workload, build_workload_from_packed
 
-MAX_TOKEN_ID = 128000  # random token ids are drawn from [0, MAX_TOKEN_ID), like the reference
 ARRIVALS = ("constant", "poisson")
-
-
-def go_round(x: np.ndarray) -> np.ndarray:
-    """Round half away from zero (Go's math.Round); numpy's round goes to even."""
-    whole = np.trunc(x)
-    return whole + np.where(np.abs(x - whole) >= 0.5, np.sign(x), 0.0)
-
-
-def clamped_gauss_lengths(rng: np.random.Generator, n: int, mean: int, std: int, lo: int, hi: int) -> np.ndarray:
-    """n lengths ~ N(mean, std) clamped to [lo, hi] and rounded; lo when lo == hi."""
-    draws = rng.standard_normal(n)  # drawn even when unused, so later draws never shift
-    if lo == hi:
-        return np.full(n, lo, dtype=np.int64)
-    values = np.maximum(float(lo), np.minimum(float(hi), draws * float(std) + float(mean)))
-    return go_round(values).astype(np.int64)
 
 
 def constant_arrival_ticks(rate_per_s: float, num_requests: int, horizon: int) -> np.ndarray:
@@ -137,30 +122,14 @@ def preset_workload(name: str, rate_per_s: float, num_requests: int, seed: int, 
 
 
 def _generate(rate_per_s, num_requests, prefix_tokens, prompt, output, seed, horizon, arrival) -> Workload:
-    seed = int(seed) % 2**64  # PCG64 takes non-negative seeds; the reference's are int64
-    rng = np.random.Generator(np.random.PCG64(seed))
-    prefix = rng.integers(0, MAX_TOKEN_ID, size=prefix_tokens, dtype=np.int64)
-    prompt_len = clamped_gauss_lengths(rng, num_requests, *prompt)
-    output_len = clamped_gauss_lengths(rng, num_requests, *output)
+    """Lengths and tokens exactly as the reference draws them (Go math/rand with this seed), so
+    `run` replays the reference's distribution workloads; arrivals by the chosen rule."""
     if arrival == "constant":
         arrivals = constant_arrival_ticks(rate_per_s, num_requests, horizon)
     else:
+        seed64 = int(seed) % 2**64  # PCG64 takes non-negative seeds; the reference's are int64
         arrivals = poisson_arrival_ticks(rate_per_s, num_requests, horizon,
-                                         np.random.Generator(np.random.PCG64(seed).jumped()))
-    n = arrivals.shape[0]
-    prompt_len, output_len = prompt_len[:n], output_len[:n]
-    in_len = prompt_len + prefix_tokens
-    seq_len = in_len + output_len
-
-    # Every sequence is prefix ++ own random tokens (prompt then output); scatter both in one pass.
-    body = rng.integers(0, MAX_TOKEN_ID, size=int(np.sum(prompt_len + output_len)), dtype=np.int64)
-    tokens = np.empty(int(np.sum(seq_len)), dtype=np.int64)
-    if prefix_tokens > 0 and n > 0:
-        starts = np.concatenate(([0], np.cumsum(seq_len)[:-1]))
-        is_prefix = np.zeros(tokens.shape[0], dtype=bool)
-        is_prefix[(starts[:, None] + np.arange(prefix_tokens)).ravel()] = True
-        tokens[is_prefix] = np.tile(prefix, n)
-        tokens[~is_prefix] = body
-    else:
-        tokens[:] = body
+                                         np.random.Generator(np.random.PCG64(seed64).jumped()))
+    in_len, output_len, tokens = reference_requests(int(seed), int(arrivals.shape[0]), int(prefix_tokens),
+                                                    prompt, output)
     return build_workload_from_packed(arrivals, in_len, output_len, tokens, rate_per_s=float(rate_per_s))

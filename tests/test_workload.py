@@ -8,7 +8,7 @@ import pytest
 
 from blis_sweep.errors import BlisError
 from blis_sweep.sim_config import INT64_MAX
-from blis_sweep.workload import (constant_arrival_ticks, distribution_workload, go_round, poisson_arrival_ticks,
+from blis_sweep.workload import (constant_arrival_ticks, distribution_workload, poisson_arrival_ticks,
                                  preset_workload, read_trace)
 
 PARITY = Path(__file__).parent / "data" / "parity"
@@ -166,11 +166,6 @@ def test_poisson_arrivals():
 
 
 # ---------------------------------------------------------------- generated workloads
-
-def test_go_round_is_half_away_from_zero():
-    x = np.array([0.5, 1.5, 2.5, -0.5, -2.5, 2.4999999999, 0.49999999999999994, 3.0])
-    assert list(go_round(x)) == [1, 2, 3, -1, -3, 2, 0, 3]
-
 
 def test_distribution_lengths_are_clamped_and_prefix_is_shared():
     w = distribution_workload(**{**DIST, "prefix_tokens": 30, "num_requests": 400})
