@@ -11,6 +11,8 @@ import math
 import numpy as np
 from numba import njit
 
+from kernels.step_time import go_round_nb
+
 RNG_LEN = 607
 RNG_TAP = 273
 INT32_MAX = (1 << 31) - 1
@@ -115,21 +117,13 @@ def go_norm_float64_nb(state, kn, wn, fn):
 
 
 @njit(cache=True, error_model="numpy")
-def _go_round_nb(x):
-    t = math.trunc(x)
-    if abs(x - t) >= 0.5:
-        t += math.copysign(1.0, x)
-    return t
-
-
-@njit(cache=True, error_model="numpy")
 def go_length_gauss_nb(state, mean, std, lo, hi, kn, wn, fn):
     """The reference's clamped Gaussian length (no draw when min == max)."""
     if lo == hi:
         return lo
     val = go_norm_float64_nb(state, kn, wn, fn) * float(std) + float(mean)
     clamped = max(float(lo), min(float(hi), val))
-    return np.int64(_go_round_nb(clamped))
+    return np.int64(go_round_nb(clamped))
 
 
 @njit(cache=True, error_model="numpy")
