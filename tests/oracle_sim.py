@@ -8,7 +8,7 @@ routed to the only instance), i.e. exactly what the reference's ``run`` command
 does with ``--num-instances 1``.
 
 The reference is BLIS at commit d25e1935 plus four fixes (see
-``/work/shared/reference/REFERENCE.md``):
+the project README and the reference at commit d25e1935):
 
 1. a request whose final-token KV allocation fails still completes;
 2. the prefix key of a freshly filled block covers the input tokens up to the
