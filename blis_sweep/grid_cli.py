@@ -53,12 +53,21 @@ def curves_command(
     sustain: Annotated[float, typer.Option("--sustain", help="Achieved/offered ratio a rate must reach.")] = 0.95,
     top: Annotated[int, typer.Option("--top", help="Rows of the terminal table.")] = 20,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only write curves.parquet.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Also draw the best curves (throughput and TTFT p99 against offered load) to this "
+                       ".png/.svg/.pdf file.", show_default=False)] = None,
 ) -> None:
     """Saturation curves of a grid run: writes RUN_DIR/curves.parquet and prints the best configurations."""
     from blis_sweep.curves import run_curves
     from blis_sweep.grid_spec import parse_slo_args
 
-    run_curves(run_dir, slo=parse_slo_args(slo), sustain=sustain, top=top, quiet=quiet)
+    curves = run_curves(run_dir, slo=parse_slo_args(slo), sustain=sustain, top=top, quiet=quiet)
+    if plot is not None:
+        from blis_sweep.curves_plot import plot_curves
+
+        written = plot_curves(curves, plot, top=min(top, 8))
+        if not quiet:
+            print(f"wrote {written}", file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:

@@ -110,3 +110,19 @@ def test_infeasible_rows_are_left_out_and_bad_slo_rejected():
         compute_curves(configs=df, slo={"ttft_p98_ms": 1})
     with pytest.raises(BlisError, match="configs.parquet not found"):
         compute_curves("/nonexistent/run")
+
+
+def test_plot_writes_an_image_and_rejects_unknown_types(tmp_path):
+    from blis_sweep.curves import Curves
+    from blis_sweep.curves_plot import plot_curves
+    from blis_sweep.errors import BlisError
+
+    points = pl.DataFrame({"group_id": [0, 0, 0], "offered_rps": [1.0, 2.0, 4.0], "achieved_rps": [1.0, 2.0, 3.0],
+                           "ttft_p99_ms": [10.0, 12.0, 90.0]})
+    groups = pl.DataFrame({"group_id": [0], "tp": [1], "saturation_rate": [2.0]})
+    curves = Curves(points=points, groups=groups, group_columns=["tp"], varying_columns=["tp"],
+                    slo={"ttft_p99_ms": 50.0}, sustain=0.95, infeasible_configs=0)
+    out = plot_curves(curves, tmp_path / "c.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(BlisError, match="allowed: .png, .svg, .pdf"):
+        plot_curves(curves, tmp_path / "c.gif")
