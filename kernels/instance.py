@@ -9,7 +9,7 @@ from numba import njit
 
 from kernels.event_heap import heap_push_nb
 from kernels.kv_cache import (
-    commit_pending_hash_nb, ht_put_nb, list_append_nb, lookup_cached_blocks_memo_nb, pop_free_block_nb,
+    commit_pending_hash_nb, list_append_nb, lookup_cached_blocks_memo_nb, pop_free_block_nb,
     store_allocate_nb, store_release_nb, try_append_decode_token_nb,
 )
 from kernels.layout import (
@@ -18,7 +18,7 @@ from kernels.layout import (
     RF_SCHEDULED, SCHED_FCFS, SCHED_PRIORITY_FCFS, SCHED_REVERSE_PRIORITY, SCHED_SJF,
 )
 from kernels.state import (
-    B_HASHED, B_IN_USE, B_NTOK, B_REF, BH_GPU, R_LATEST_BLOCK, R_LATEST_NTOK, R_PEND_LEN, R_PEND_START,
+    B_IN_USE, B_NTOK, B_REF, R_LATEST_BLOCK, R_LATEST_NTOK, R_PEND_LEN, R_PEND_START,
     CS_ITL_N, CS_STATUS, EV_ARRIVAL, EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP,
     IF_KV_BLOCK_TICKS, IS_COMPLETED, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_USED, IS_PEAK_KV,
     IS_CACHE_MISSES, IS_PENDING_TRANSFER, IS_PREEMPTION_HAPPENED, IS_PREEMPTIONS, IS_RB_LEN, IS_TIER_CLOCK,
@@ -176,28 +176,10 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
             rq[r, R_NUM_NEW] = n_new
             rq[r, R_COMPUTED] += n_new
         if rq[r, R_PROGRESS] >= in_len[r] and out_len[r] > 0:
-            # Fast path, written out here rather than called: the token fits in the request's
-            # partial last block (exactly AllocateKVBlocks' behaviour then). Helper calls with
-            # array arguments cost atomic refcount updates on every decode token.
-            ntok = rq[r, R_LATEST_NTOK]
-            if 0 < ntok < block_size:
-                latest = rq[r, R_LATEST_BLOCK]
-                blk[i, B_NTOK, latest] = ntok + 1
-                rq[r, R_LATEST_NTOK] = ntok + 1
-                # the token's hash is folded in lazily (see kv_cache.commit_pending_hash_nb)
-                position = rq[r, R_PROGRESS]
-                n_pending = rq[r, R_PEND_LEN]
-                if n_pending > 0 and rq[r, R_PEND_START] + n_pending == position:
-                    rq[r, R_PEND_LEN] = n_pending + 1
-                else:
-                    commit_pending_hash_nb(rq, chash, r, ph, seq_off[r], pow_table)
-                    rq[r, R_PEND_START] = position
-                    rq[r, R_PEND_LEN] = 1
-                if ntok + 1 == block_size:
-                    commit_pending_hash_nb(rq, chash, r, ph, seq_off[r], pow_table)
-                    bhash[i, BH_GPU, latest] = chash[r]
-                    blk[i, B_HASHED, latest] = 1
-                    ht_put_nb(ht_key, ht_val, i, chash[r], latest)
+            # the token fits in the request's partial last block (the common case)
+            if try_append_decode_token_nb(blk, bhash, ht_key, ht_val, rq, chash, i, r, ph, seq_off[r],
+                                          rq[r, R_PROGRESS], pow_table, block_size):
+                pass
             else:
                 # The token opens a new block. In decode the reference pops one free block
                 # without a free-count check; when one is there, do just that here.
@@ -225,6 +207,18 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
             decode_tokens += 1
             rq[r, R_COMPUTED] += 1
     return budget, decode_tokens
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _record_itl_nb(itl, rq, cs, r, n_itl, value):
+    """Append one inter-token latency of request r; -1 (and the capacity status) when full."""
+    if n_itl >= itl.shape[1]:
+        cs[CS_STATUS] = 1
+        return -1
+    itl[0, n_itl] = value
+    itl[1, n_itl] = r
+    rq[r, R_ITL_SUM] += value
+    return n_itl + 1
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -325,7 +319,6 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
 
     block_size = cfg_int[c, 1]
     n_itl = cs[CS_ITL_N]
-    itl_cap = itl.shape[1]
     n_out = 0
     n_left = 0
     for k in range(n_batch):
@@ -338,13 +331,9 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
         else:
             progress += 1
             n_out += 1
-            if n_itl >= itl_cap:
-                cs[CS_STATUS] = 1
+            n_itl = _record_itl_nb(itl, rq, cs, r, n_itl, token_time)
+            if n_itl < 0:
                 return
-            itl[0, n_itl] = token_time
-            itl[1, n_itl] = r
-            n_itl += 1
-            rq[r, R_ITL_SUM] += token_time
             if progress == n_in + 1:
                 # first decode step since the (last) prefill; the mark is sticky
                 rq[r, R_FLAGS] |= RF_HAS_ITL
@@ -357,13 +346,9 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
             rb[i, n_left] = r
             n_left += 1
             continue
-        if n_itl >= itl_cap:
-            cs[CS_STATUS] = 1
+        n_itl = _record_itl_nb(itl, rq, cs, r, n_itl, token_time)
+        if n_itl < 0:
             return
-        itl[0, n_itl] = token_time
-        itl[1, n_itl] = r
-        n_itl += 1
-        rq[r, R_ITL_SUM] += token_time
         cs[CS_ITL_N] = n_itl
         if out_len[r] > 0 and not try_append_decode_token_nb(
                 blk, bhash, ht_key, ht_val, rq, chash, i, r, ph, seq_off[r],
