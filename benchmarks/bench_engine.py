@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from blis_sweep.engine import pack_workloads, simulate  # noqa: E402
 from blis_sweep.sim_config import RoutingPolicy, SimConfig  # noqa: E402
 from blis_sweep.workload import distribution_workload  # noqa: E402
-from kernels import layout as L  # noqa: E402
+from blis_sweep.kernels import layout as L  # noqa: E402
 
 # trained llama-3.1-8b H100 coefficients (model_configs/defaults.yaml)
 ALPHA = (232.46191091038054, 1.752360364195244, 3357.4400353290152)

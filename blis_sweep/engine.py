@@ -10,9 +10,9 @@ import numpy as np
 
 from blis_sweep.sim_config import SimConfig
 from blis_sweep.workload_arrays import Workload
-from kernels import layout as L
-from kernels.engine import simulate_batch_nb
-from kernels.hashing import power_table_nb
+from blis_sweep.kernels import layout as L
+from blis_sweep.kernels.engine import simulate_batch_nb
+from blis_sweep.kernels.hashing import power_table_nb
 
 MAX_CAPACITY_RETRIES = 6
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.go_rand import reference_distribution_nb
+from blis_sweep.kernels.go_rand import reference_distribution_nb
 
 MAX_TOKEN_ID = 128000  # the reference's token-id bound
 

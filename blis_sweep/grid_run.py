@@ -250,7 +250,7 @@ class _ChunkResult:
 def _run_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs: _PackCache, a: int, b: int,
                want_requests: bool, progress: _Progress, threads: int) -> _ChunkResult:
     from blis_sweep import engine
-    from kernels import layout as L
+    from blis_sweep.kernels import layout as L
 
     n_seeds = len(spec.seeds)
     rows, cfgs, wkeys, feasible, wls = [], [], [], [], []
@@ -329,7 +329,7 @@ def _run_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs:
 
 
 def _requests_table(parts, feasible: list, wls: list, cfgs: list, a: int) -> pa.Table:
-    from kernels import layout as L
+    from blis_sweep.kernels import layout as L
 
     cols: dict[str, list] = {name: [] for name in REQUESTS_SCHEMA.names}
     for order, res in parts:

@@ -1,5 +1,5 @@
 """Names of the kernel's metric columns (kernels.layout.M_*), as they appear in results tables."""
-from kernels import layout as L
+from blis_sweep.kernels import layout as L
 
 # column name -> index into a metrics block; names say their unit
 METRIC_COLUMNS: dict[str, int] = {

@@ -19,7 +19,7 @@ from blis_sweep.run_args import ResolvedRun, resolve_run
 from blis_sweep.run_argv import parse_run_argv
 from blis_sweep.workload import distribution_workload, preset_workload, read_trace
 from blis_sweep.workload_arrays import Workload
-from kernels import layout as L
+from blis_sweep.kernels import layout as L
 
 # reference metrics-block key -> kernel metric column
 _BLOCK_KEYS = {

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.hashing import prefix_hashes_nb
+from blis_sweep.kernels.hashing import prefix_hashes_nb
 
 
 @dataclass(frozen=True)

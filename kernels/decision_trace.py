@@ -2,11 +2,11 @@
 import numpy as np
 from numba import njit
 
-from kernels.layout import (
+from .layout import (
     CF_CACHE_WEIGHT, CF_LOAD_WEIGHT, CI_ROUTING, ROUTE_WEIGHTED, TC_BATCH_SIZE, TC_FREE_KV_BLOCKS,
     TC_INSTANCE, TC_KV_UTILIZATION, TC_QUEUE_DEPTH, TC_SCORE, TR_CLOCK, TR_REGRET,
 )
-from kernels.state import IS_KV_TOTAL, IS_KV_USED, IS_RB_LEN, IS_WQ_LEN
+from .state import IS_KV_TOTAL, IS_KV_USED, IS_RB_LEN, IS_WQ_LEN
 
 
 @njit(cache=True, error_model="numpy")

@@ -10,12 +10,12 @@ the caller re-runs it with a larger CI_CAPACITY_SCALE.
 import numpy as np
 from numba import njit, prange
 
-from kernels.borrow import borrowed_nb
-from kernels.decision_trace import record_routing_nb
-from kernels.event_heap import cluster_pop_nb, cluster_push_nb, heap_pop_nb
-from kernels.instance import on_arrival_nb, on_queued_nb, push_event_nb, step_nb
-from kernels.kv_cache import HT_EMPTY, count_free_list_nb, ht_get_nb, ht_put_nb
-from kernels.layout import (
+from .borrow import borrowed_nb
+from .decision_trace import record_routing_nb
+from .event_heap import cluster_pop_nb, cluster_push_nb, heap_pop_nb
+from .instance import on_arrival_nb, on_queued_nb, push_event_nb, step_nb
+from .kv_cache import HT_EMPTY, count_free_list_nb, ht_get_nb, ht_put_nb
+from .layout import (
     ADMIT_REJECT_ALL, ADMIT_TOKEN_BUCKET, CF_BUCKET_CAPACITY, CF_BUCKET_REFILL, CF_CACHE_WEIGHT,
     CF_KV_OFFLOAD_THRESHOLD, CF_KV_TRANSFER_BANDWIDTH, CF_LOAD_WEIGHT, CI_ADMISSION, CI_KV_CPU_BLOCKS,
     CI_KV_TRANSFER_BASE_LATENCY, CI_ADMISSION_LATENCY, CI_BLOCK_SIZE, CI_CAPACITY_SCALE, CI_HORIZON,
@@ -26,8 +26,8 @@ from kernels.layout import (
     M_WAITING_END, N_METRICS, RF_ADMISSION_DECIDED, RF_REJECTED, RF_ROUTED, ROUTE_ALWAYS_BUSIEST, ROUTE_LEAST_LOADED,
     ROUTE_PREFIX_AFFINITY, ROUTE_WEIGHTED,
 )
-from kernels.metrics import hol_blocking_nb, latency_block_nb, priority_inversions_nb
-from kernels.state import (
+from .metrics import hol_blocking_nb, latency_block_nb, priority_inversions_nb
+from .state import (
     CEV_ADMISSION, CEV_ARRIVAL, CEV_ROUTING, CFS_BUCKET_LAST_REFILL, CFS_BUCKET_TOKENS,
     CS_ARRIVED, CS_CHEAP_LEN, CS_ITL_N, CS_NODE_FREE, CS_NODE_TOP, CS_REJECTED, CS_ROUTED,
     CS_RR_COUNTER, CS_SEQ, CS_STATUS, EV_ARRIVAL, EV_QUEUED, EV_STEP, H_TIME, IF_KV_BLOCK_TICKS, IF_OFFLOAD_THRESHOLD,

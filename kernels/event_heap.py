@@ -6,7 +6,7 @@ down over n-1, remove last) for ties to break as in the reference.
 """
 from numba import njit
 
-from kernels.state import H_KIND, H_REQ, H_TIME, IS_HEAP_LEN, K_PRIO, K_SEQ, K_TIME, N_K
+from .state import H_KIND, H_REQ, H_TIME, IS_HEAP_LEN, K_PRIO, K_SEQ, K_TIME, N_K
 
 
 @njit(cache=True, error_model="numpy", inline="always")

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit
 
-from kernels.step_time import go_round_nb
+from .step_time import go_round_nb
 
 RNG_LEN = 607
 RNG_TAP = 273

@@ -7,17 +7,17 @@ mirrors the reference's Step(): priorities and queue order, batch formation
 import numpy as np
 from numba import njit
 
-from kernels.event_heap import heap_push_nb
-from kernels.kv_cache import (
+from .event_heap import heap_push_nb
+from .kv_cache import (
     commit_pending_hash_nb, list_append_nb, lookup_cached_blocks_memo_nb, pop_free_block_nb,
     store_allocate_nb, store_release_nb, try_append_decode_token_nb,
 )
-from kernels.layout import (
+from .layout import (
     CF_ALPHA0, CF_ALPHA1, CF_ALPHA2, CI_LONG_PREFILL, CI_MAX_RUNNING, CI_MAX_SCHED_TOKENS, CI_PRIORITY,
     CI_ROOFLINE, CI_SCHEDULER, CI_TP, PRIO_INVERTED_SLO, PRIO_SLO_BASED, RF_COMPLETED, RF_HAS_ITL, RF_HAS_TTFT,
     RF_SCHEDULED, SCHED_FCFS, SCHED_PRIORITY_FCFS, SCHED_REVERSE_PRIORITY, SCHED_SJF,
 )
-from kernels.state import (
+from .state import (
     B_IN_USE, B_NTOK, B_REF, R_LATEST_BLOCK, R_LATEST_NTOK, R_PEND_LEN, R_PEND_START,
     CS_ITL_N, CS_STATUS, EV_ARRIVAL, EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP,
     IF_KV_BLOCK_TICKS, IS_COMPLETED, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_USED, IS_PEAK_KV,
@@ -27,7 +27,7 @@ from kernels.state import (
     IS_WQ_SAMPLE_COUNT, IS_WQ_SAMPLE_SUM, R_COMPUTED, R_E2E, R_FIRST_TOKEN, R_FLAGS, R_ITL_SUM,
     R_NUM_NEW, R_PROGRESS, R_SCHED_DELAY,
 )
-from kernels.step_time import blackbox_step_time_nb, roofline_step_time_nb
+from .step_time import blackbox_step_time_nb, roofline_step_time_nb
 
 
 # ---------------------------------------------------------------- wait queue

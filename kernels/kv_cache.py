@@ -13,8 +13,8 @@ Block identity for prefix caching is a hash of the exact token prefix it closes
 import numpy as np
 from numba import njit
 
-from kernels.hashing import concat_hash_nb, mulmod_nb, slice_hash_nb, submod_nb
-from kernels.state import (
+from .hashing import concat_hash_nb, mulmod_nb, slice_hash_nb, submod_nb
+from .state import (
     B_CPU_NTOK, B_CPU_TIME, B_CPU_VALID, B_HASHED, B_IN_USE, B_NEXT, B_NTOK, B_PREV, B_REF, BH_CPU,
     BH_GPU, CS_NODE_FREE, CS_NODE_TOP, CS_STATUS, IF_OFFLOAD_THRESHOLD, IF_TRANSFER_BANDWIDTH,
     IS_CACHE_HITS, IS_CACHE_MISSES, IS_CPU_CAPACITY, IS_CPU_ENTRIES, IS_CPU_HITS, IS_CPU_MISSES,

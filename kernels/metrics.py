@@ -6,7 +6,7 @@ between ranks (the reference's CalculatePercentile); everything in ms is ticks/1
 import numpy as np
 from numba import njit
 
-from kernels.layout import (
+from .layout import (
     M_COMPLETED, M_DURATION_S, M_E2E_MEAN, M_E2E_P50, M_E2E_P90, M_E2E_P95, M_E2E_P99, M_ITL_MEAN,
     M_ITL_P50, M_ITL_P90, M_ITL_P95, M_ITL_P99, M_RESPONSES_PER_SEC, M_SCHED_DELAY_MEAN,
     M_SCHED_DELAY_P99, M_SIM_ENDED_TICKS, M_TOKENS_PER_SEC, M_TOTAL_INPUT_TOKENS,
@@ -14,7 +14,7 @@ from kernels.layout import (
     M_TTFT_MEAN, M_TTFT_P50, M_TTFT_P90, M_TTFT_P95, M_TTFT_P99, RF_COMPLETED, RF_HAS_ITL, RF_HAS_TTFT,
     RF_SCHEDULED,
 )
-from kernels.state import R_E2E, R_FIRST_TOKEN, R_FLAGS, R_INSTANCE, R_ITL_SUM, R_SCHED_DELAY
+from .state import R_E2E, R_FIRST_TOKEN, R_FLAGS, R_INSTANCE, R_ITL_SUM, R_SCHED_DELAY
 
 
 @njit(cache=True, error_model="numpy")

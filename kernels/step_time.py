@@ -7,7 +7,7 @@ import math
 
 from numba import njit
 
-from kernels.layout import (
+from .layout import (
     CF_ALLREDUCE, CF_BETA0, CF_BETA1, CF_BETA2, CF_BW_EFF, CF_BW_TBS, CF_BYTES_PER_PARAM, CF_HEADS,
     CF_HIDDEN, CF_INTERMEDIATE, CF_KV_HEADS, CF_MFU_DECODE, CF_MFU_PREFILL, CF_NUM_LAYERS,
     CF_PER_LAYER_OVERHEAD, CF_T_OVERHEAD, CF_TFLOPS,

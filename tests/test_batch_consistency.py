@@ -12,7 +12,7 @@ import pytest
 from blis_sweep.engine import simulate
 from blis_sweep.sim_config import AdmissionPolicy, RooflineParams, RoutingPolicy, SimConfig
 from blis_sweep.workload import distribution_workload
-from kernels import layout as L
+from blis_sweep.kernels import layout as L
 
 ALPHA = (232.46191091038054, 1.752360364195244, 3357.4400353290152)
 BETA = (5752.705191348184, 17.25086436834028, 5.999143920128404)

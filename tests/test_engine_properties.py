@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from blis_sweep.engine import simulate
 from blis_sweep.sim_config import PriorityPolicy, Scheduler, SimConfig
 from blis_sweep.workload_arrays import build_workload
-from kernels import layout as L
+from blis_sweep.kernels import layout as L
 from tests.oracle_sim import OracleConfig, run_oracle
 
 SCHEDULERS = ["fcfs", "priority-fcfs", "sjf", "reverse-priority"]
