@@ -7,16 +7,34 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from blis_sweep.errors import BlisError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Vectorized capacity-planning sweeps of LLM serving, exact to the BLIS reference simulator.")
 
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"blis-sweep {version('blis-sweep')}")
+        except PackageNotFoundError:  # running from a checkout without installing
+            typer.echo("blis-sweep (not installed)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                                callback=_print_version)] = False) -> None:
+    """Vectorized capacity-planning sweeps of LLM serving, exact to the BLIS reference simulator."""
 
 
 @app.command(context_settings=_PASSTHROUGH)
@@ -39,25 +57,22 @@ grid_cli.register(app)
 
 
 def main() -> None:
-    """Console entry point: one-line errors for bad input; tracebacks only with BLIS_SWEEP_DEBUG=1."""
+    """Console entry point.
+
+    typer runs in its standalone mode, so usage errors (unknown command or option, a
+    value of the wrong type) end with typer's usage text and exit status 2, and Ctrl-C
+    with status 130, whatever typer's version. Bad input (BlisError) is one line on
+    stderr and status 2; tracebacks only with BLIS_SWEEP_DEBUG=1.
+    """
     try:
-        app(standalone_mode=False)
+        app(prog_name="blis-sweep")
     except BlisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
         if os.environ.get("BLIS_SWEEP_DEBUG"):
             raise
         print(f"internal error: {type(exc).__name__}: {exc} (set BLIS_SWEEP_DEBUG=1 for a traceback)",
