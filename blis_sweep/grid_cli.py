@@ -16,7 +16,9 @@ import typer
 
 def default_sweep() -> Path:
     """The main job, run when `grid` is given no sweep file."""
-    return Path(__file__).resolve().parent.parent / "sweeps" / "h100_tp.yaml"
+    from blis_sweep.paths import bundled_sweep
+
+    return bundled_sweep("h100_tp.yaml")
 
 
 def grid_command(

@@ -1,15 +1,34 @@
-"""Where the data bundled with the project lives (repo root = parent of this package)."""
+"""Where the data bundled with blis-sweep lives.
+
+In a wheel or sdist install the data folders travel inside the package, as
+blis_sweep/bundled/{model_configs,hardware,sweeps} (see pyproject.toml), and are found
+through importlib.resources. In a checkout (and an editable install of it) they are
+the repository's own top-level folders, which the package-dir mapping points at.
+"""
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from blis_sweep.errors import BlisError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent  # meaningful only in a checkout
+
+
+def bundled_dir(name: str) -> Path:
+    """The bundled data folder `name` (model_configs, hardware or sweeps)."""
+    installed = Path(str(files("blis_sweep") / "bundled" / name))
+    if installed.is_dir():
+        return installed
+    checkout = REPO_ROOT / name
+    if checkout.is_dir():
+        return checkout
+    raise BlisError(f"the bundled data folder {name!r} is missing from this installation "
+                    f"(looked in {installed} and {checkout}); reinstall blis-sweep")
 
 
 def bundled_model_configs_dir() -> Path:
-    return REPO_ROOT / "model_configs"
+    return bundled_dir("model_configs")
 
 
 def bundled_defaults_yaml() -> Path:
@@ -17,7 +36,12 @@ def bundled_defaults_yaml() -> Path:
 
 
 def bundled_hardware_config() -> Path:
-    return REPO_ROOT / "hardware" / "hardware_config.json"
+    return bundled_dir("hardware") / "hardware_config.json"
+
+
+def bundled_sweep(name: str) -> Path:
+    """A bundled example sweep file, e.g. bundled_sweep("quick.yaml")."""
+    return bundled_dir("sweeps") / name
 
 
 def available_model_config_dirs(root: Path | None = None) -> list[str]:
