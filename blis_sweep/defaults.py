@@ -101,6 +101,15 @@ def coefficients(model: str, tp: int, gpu: str, vllm_version: str,
     return None
 
 
+def trained_deployments(model: str, path: str | Path | None = None) -> list[str]:
+    """"GPU tp=N" of every defaults.yaml entry with coefficients for `model` (lowercased), sorted."""
+    data = load_defaults(path)
+    model = model.lower()
+    combos = {(str(e.get("GPU")), e.get("tensor_parallelism")) for e in data["models"]
+              if str(e.get("id", "")).lower() == model}
+    return [f"{gpu} tp={tp}" for gpu, tp in sorted(combos, key=lambda c: (c[0], str(c[1])))]
+
+
 def _coeff_list(data: dict, where: str, entry: dict, key: str) -> tuple[float, ...]:
     values = entry.get(key)
     prefix = f"defaults file {data['_path']}: {where} {key}"

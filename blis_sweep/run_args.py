@@ -16,6 +16,7 @@ from pathlib import Path
 from blis_sweep.errors import BlisError
 from blis_sweep.fitness import parse_fitness_weights, unknown_fitness_keys, unknown_key_warning
 from blis_sweep.go_format import go_fmt_f, go_fmt_v, go_quote
+from blis_sweep.limits import check_run_flag_ranges
 from blis_sweep.policy_bundle import PolicyBundle, load_policy_bundle, validate_policy_bundle
 from blis_sweep.sim_config import (
     ADMISSION_NAMES,
@@ -199,6 +200,21 @@ def _defaults_yaml(flags: RunFlags, cwd: Path) -> Path:
     return local
 
 
+def check_writable_file(path: Path, what: str) -> None:
+    """A file that will be written at the end: checked now, so that no run is wasted (nothing is created)."""
+    import os
+
+    parent = path.parent
+    if path.is_dir():
+        raise BlisError(f"{what} {path} is a directory; give a file name")
+    if not parent.is_dir():
+        raise BlisError(f"{what} {path}: folder {parent} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise BlisError(f"{what} {path} is not writable")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BlisError(f"{what} {path}: folder {parent} is not writable")
+
+
 def _all_zeros(values) -> bool:
     return all(v == 0 for v in values)
 
@@ -229,7 +245,7 @@ def _latency_model(flags: RunFlags, cwd: Path, warn: list[str]) -> _Coefficients
     """Trained coefficients (given, or looked up in defaults.yaml) or the roofline model."""
     c = _Coefficients(flags.model, flags.hardware, flags.tp, flags.vllm_version,
                       tuple(flags.alpha_coeffs), tuple(flags.beta_coeffs), flags.total_kv_blocks)
-    missing = ""  # why no coefficients were found, appended to the roofline error
+    missing = ""  # why no trained coefficients were found (for the error when nothing else works)
     if _all_zeros(c.alpha) and _all_zeros(c.beta) and not flags.model_config_folder and not flags.hardware_config:
         from blis_sweep.defaults import coefficients, default_specs
 
@@ -251,16 +267,26 @@ def _latency_model(flags: RunFlags, cwd: Path, warn: list[str]) -> _Coefficients
         c.alpha, c.beta, c.total_kv_blocks = (tuple(found[0]), tuple(found[1]), int(found[2])) if found else ((), (), 0)
         c.from_defaults = found is not None
         if not found:
-            missing = (f" (no trained coefficients in {defaults_path} for model={c.model}, TP={c.tp}, "
-                       f"GPU={c.gpu}, vLLM version={c.vllm_version})")
+            from blis_sweep.defaults import trained_deployments
+
+            available = ", ".join(trained_deployments(c.model, defaults_path)) or "none for this model"
+            missing = (f"no trained coefficients in {defaults_path} for model={c.model}, GPU={c.gpu or '(none)'}, "
+                       f"TP={c.tp}, vLLM version={c.vllm_version or '(none)'} (available: {available})")
+        elif flags.given("total-kv-blocks") and flags.total_kv_blocks != c.total_kv_blocks:
+            warn.append(f"--total-kv-blocks {flags.total_kv_blocks} is replaced by {c.total_kv_blocks}, the value "
+                        f"stored with the trained coefficients in {defaults_path} (as the reference does); give "
+                        f"--alpha-coeffs/--beta-coeffs to use your own block count")
     if _all_zeros(c.alpha) and _all_zeros(c.beta):
         warn.append(f"Trying roofline approach for model={c.model}, TP={c.tp}, GPU={c.gpu}, "
                     f"vllmVersion={c.vllm_version}")
         if flags.model_config_folder and flags.hardware_config and c.gpu and c.tp > 0:
             c.roofline = _roofline_params(flags, cwd, c.gpu, c.tp)
         elif not flags.model_config_folder:
+            if missing:  # say what is missing first: trained coefficients for this deployment
+                raise BlisError(f"{missing}; give --alpha-coeffs/--beta-coeffs, or --model-config-folder, "
+                                f"--hardware-config, --hardware and --tp for the roofline model")
             raise BlisError(f"Please provide model config folder containing config.json for "
-                            f"model={c.model} (--model-config-folder){missing}")
+                            f"model={c.model} (--model-config-folder)")
         elif not flags.hardware_config:
             raise BlisError("Please provide hardware config path (e.g. hardware_config.json) (--hardware-config)")
         else:
@@ -400,6 +426,10 @@ def resolve_run(flags: RunFlags, cwd) -> ResolvedRun:
     log_level = _log_level(flags.log)
     if flags.model == "":
         raise BlisError("LLM name not provided. Exiting simulation. (--model is required)")
+    check_run_flag_ranges(flags)
+    results_file = _under(cwd, flags.results_path) if flags.results_path else None
+    if results_file is not None:
+        check_writable_file(results_file, "--results-path")
 
     lat = _latency_model(flags, cwd, warn)
     workload = _workload(flags, cwd)
@@ -502,7 +532,7 @@ def resolve_run(flags: RunFlags, cwd) -> ResolvedRun:
         counterfactual_k=flags.counterfactual_k,
         summarize_trace=flags.summarize_trace,
         results_path=flags.results_path,
-        results_file=_under(cwd, flags.results_path) if flags.results_path else None,
+        results_file=results_file,
         log_level=log_level,
         warnings=tuple(shown),
     )

@@ -20,6 +20,7 @@ from blis_sweep.run_argv import parse_run_argv
 from blis_sweep.workload import distribution_workload, preset_workload, read_trace
 from blis_sweep.workload_arrays import Workload
 from blis_sweep.kernels import layout as L
+from blis_sweep.limits import WorkloadSize, check_memory, kernel_bytes
 
 # reference metrics-block key -> kernel metric column
 _BLOCK_KEYS = {
@@ -65,6 +66,36 @@ def build_run_workload(resolved: ResolvedRun) -> Workload:
         return preset_workload(spec.preset, spec.rate_per_s, spec.max_prompts, seed, horizon=horizon)
     raise BlisError(f"--workload-spec is not supported by blis-sweep yet (got {spec.spec_path!r}); "
                     "use --workload traces, distribution or a preset")
+
+
+def measured_size(workload: Workload) -> WorkloadSize:
+    n = workload.num_requests
+    return WorkloadSize(n, int(workload.input_len.sum()), int(workload.output_len.sum()),
+                        int(workload.input_len.max()) if n else 0)
+
+
+def expected_size(num_requests: int, lengths: dict) -> WorkloadSize:
+    """Size of a generated workload before generating it: lengths at mean + stdev (within the clamp)."""
+    def typical(kind: str) -> int:
+        return min(lengths[f"{kind}_tokens_max"], lengths[f"{kind}_tokens"] + lengths[f"{kind}_tokens_stdev"])
+
+    prompt = lengths["prefix_tokens"] + typical("prompt")
+    return WorkloadSize(num_requests, num_requests * prompt, num_requests * typical("output"),
+                        lengths["prefix_tokens"] + lengths["prompt_tokens_max"])
+
+
+def check_run_memory(resolved: ResolvedRun) -> None:
+    """Refuse a generated workload too big for this machine before generating it."""
+    spec = resolved.workload
+    if spec.kind not in ("distribution", "preset"):
+        return  # a trace is measured once read
+    cfg = resolved.config
+    lengths = {k: getattr(spec, k) for k in ("prefix_tokens", "prompt_tokens", "prompt_tokens_stdev",
+                                             "prompt_tokens_max", "output_tokens", "output_tokens_stdev",
+                                             "output_tokens_max")}
+    need = kernel_bytes(expected_size(spec.max_prompts, lengths), cfg.num_instances, cfg.block_size,
+                        cfg.total_kv_blocks, resolved.counterfactual_k if resolved.tracing else -1)
+    check_memory(need, f"this run ({spec.max_prompts} requests, {cfg.num_instances} instance(s))")
 
 
 def _distribution(values: np.ndarray) -> dict:
@@ -126,10 +157,14 @@ def run_reference(argv: list[str], cwd: Path | None = None, out=sys.stdout, err=
     """Run one configuration from the reference's `run` flags; print what the reference prints."""
     cwd = Path.cwd() if cwd is None else Path(cwd)
     resolved = resolve_run(parse_run_argv(argv), cwd)
-    for warning in resolved.warnings:
-        print(f"warning: {warning}", file=err)
+    check_run_memory(resolved)
     workload = build_run_workload(resolved)
     cfg = resolved.config
+    check_memory(kernel_bytes(measured_size(workload), cfg.num_instances, cfg.block_size, cfg.total_kv_blocks,
+                              resolved.counterfactual_k if resolved.tracing else -1, generated=False),
+                 f"this run ({workload.num_requests} requests, {cfg.num_instances} instance(s))")
+    for warning in resolved.warnings:  # after every check, so that bad input gets its one line only
+        print(f"warning: {warning}", file=err)
     n_inst = cfg.num_instances
     start_ts = datetime.now()
     started = time.perf_counter()
