@@ -34,6 +34,11 @@ METRICS_FIELDS = (
 )
 
 
+# Fields the reference sets whether or not any request completed.
+COUNTED_WITHOUT_COMPLETIONS = ("completed_requests", "total_input_tokens", "total_output_tokens",
+                               "vllm_estimated_duration_s")
+
+
 @dataclass(frozen=True)
 class RequestResults:
     """Per-request outcomes as the engine holds them, one entry per request (row r is
@@ -145,7 +150,11 @@ def save_results_output(instance_id: str, m: dict, start_ts, end_ts, sim_duratio
     the block only if something completed; a marshalling failure there stops everything,
     including the file; then the file (if a path is set) and its confirmation line."""
     out = ""
-    if int(m.get("completed_requests", 0)) > 0:
+    if int(m.get("completed_requests", 0)) <= 0:
+        # The reference fills the latency and throughput fields only when something
+        # completed; otherwise they keep their zero value (and the file is still written).
+        m = {key: m[key] for key in COUNTED_WITHOUT_COMPLETIONS if key in m}
+    else:
         out, ok = _metrics_block(instance_id, m, start_ts, end_ts, sim_duration_s)
         if not ok:
             return out, None
