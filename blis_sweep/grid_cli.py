@@ -32,11 +32,23 @@ def grid_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or status lines.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard results of another sweep in --out.")
                          ] = False,
+    max_configs: Annotated[int, typer.Option(
+        "--max-configs", help="Refuse grids with more configurations than this (a guard against typos in axes).")
+                           ] = 1_000_000,
 ) -> None:
     """Simulate every configuration of a sweep file; results stream to Parquet and resume if interrupted."""
-    from blis_sweep.grid_run import run_grid
+    from blis_sweep.grid_run import GridInterrupted, run_grid
 
-    summary = run_grid(spec or default_sweep(), out=out, requests=requests, quiet=quiet, overwrite=overwrite)
+    try:
+        summary = run_grid(spec or default_sweep(), out=out, requests=requests, quiet=quiet, overwrite=overwrite,
+                           max_configs=max_configs)
+    except GridInterrupted as exc:
+        print(f"interrupted: {exc.chunks_written} of {exc.num_chunks} chunks written to {exc.out_dir}; "
+              f"run the same command to resume", file=sys.stderr)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        print("interrupted before any chunk was written; run the same command to start again", file=sys.stderr)
+        raise typer.Exit(130) from None
     if not quiet:
         t = summary.timings
         rate = summary.simulated_configs / max(t["wall_s"] - t["compile_s"], 1e-9)

@@ -387,9 +387,57 @@ def _warm_up(want_requests: bool) -> float:
 
 # ---------------------------------------------------------------- entry point
 
+DEFAULT_MAX_CONFIGS = 1_000_000
+
+
+class GridInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the chunk loop; every chunk written so far is complete and is reused on resume."""
+
+    def __init__(self, chunks_written: int, num_chunks: int, out_dir: Path):
+        super().__init__(f"{chunks_written} of {num_chunks} chunks written to {out_dir}")
+        self.chunks_written, self.num_chunks, self.out_dir = chunks_written, num_chunks, out_dir
+
+
+def check_grid_before_writing(spec: GridSpec, resolver: Resolver, requests: bool, max_configs: int) -> None:
+    """Checks that need the whole grid, done before the output directory is touched: the
+    grid size, every trace file (read and parsed once; the run reuses it) and the memory
+    one kernel batch needs."""
+    from blis_sweep.grid_resolve import preset_lengths
+    from blis_sweep.limits import WorkloadSize, check_memory, expected_size, kernel_bytes
+
+    if isinstance(max_configs, bool) or not isinstance(max_configs, int) or max_configs < 1:
+        raise BlisError(f"--max-configs must be an integer >= 1, got {max_configs!r}")
+    if spec.num_configs > max_configs:
+        raise BlisError(f"{spec.source}: the grid has {spec.num_configs:,} configurations ({spec.num_points:,} points x "
+                        f"{len(spec.seeds)} seeds), more than --max-configs {max_configs:,}; shrink the axes, or "
+                        f"raise --max-configs if you mean it")
+    threads = 1
+    with contextlib.suppress(Exception):
+        import numba
+
+        threads = max(1, numba.config.NUMBA_NUM_THREADS)
+    for values, _lines in spec.distinct(("workload", "num_requests", "num_instances", "block_size")):
+        wl = values["workload"]
+        if "trace" in wl:
+            w = resolver.trace_workload(wl["trace"])
+            size = WorkloadSize(w.num_requests, int(w.input_len.sum()), int(w.output_len.sum()),
+                                int(w.input_len.max()) if w.num_requests else 0)
+        else:
+            lengths = wl["distribution"] if "distribution" in wl else preset_lengths(wl["preset"])
+            size = expected_size(values["num_requests"], lengths)
+        per_config = kernel_bytes(size, values["num_instances"], values["block_size"], 2**62)
+        outputs = KERNEL_BATCH * 6 * 8 * size.num_requests
+        chunk_rows = spec.chunk_size * size.num_requests * 120 if requests else 0
+        check_memory(threads * per_config + outputs + chunk_rows,
+                     f"{spec.source}: a configuration with {size.num_requests} requests and "
+                     f"{values['num_instances']} instance(s)")
+
+
 def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: bool = False, quiet: bool = False,
-             overwrite: bool = False, progress: bool | None = None, log=None) -> GridRunSummary:
-    """Run a sweep file; returns a summary. Bad input raises BlisError before any simulation.
+             overwrite: bool = False, progress: bool | None = None, log=None,
+             max_configs: int = DEFAULT_MAX_CONFIGS) -> GridRunSummary:
+    """Run a sweep file; returns a summary. Bad input raises BlisError before any simulation
+    or write. Ctrl-C in the chunk loop raises GridInterrupted (finished chunks are kept).
 
     progress: show the progress bar (default: when stderr is a terminal and not quiet).
     log: callable for status lines (default: print to stderr unless quiet).
@@ -404,6 +452,7 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     spec = load_grid_spec(spec_path)
     resolver = Resolver(spec)
     resolver.validate()
+    check_grid_before_writing(spec, resolver, requests, max_configs)
     out_dir = Path(out) if out is not None else Path("results") / spec.name
     spec_hash = spec.spec_hash()
     previous = _prepare_out_dir(out_dir, spec_hash, requests, overwrite)
@@ -413,7 +462,8 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     n_chunks = math.ceil(n / cs)
     bounds = [(k * cs, min(n, (k + 1) * cs)) for k in range(n_chunks)]
     todo = [k for k, (a, b) in enumerate(bounds) if not _chunk_done(out_dir, k, b - a, spec_hash, requests)]
-    done_configs = sum(b - a for k, (a, b) in enumerate(bounds) if k not in set(todo))
+    todo_set = set(todo)
+    done_configs = sum(b - a for k, (a, b) in enumerate(bounds) if k not in todo_set)
 
     from blis_sweep.run_info import git_commit, machine_info, package_versions
 
@@ -449,12 +499,14 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     wcache = WorkloadCache(resolver)
     packs = _PackCache(wcache)
     if todo:
-        compile_s = _warm_up(requests)
-        import numba
-
-        threads = numba.get_num_threads()
-        bar = _Progress(progress, n, done_configs, spec.name)
+        written = n_chunks - len(todo)
+        bar = None
         try:
+            compile_s = _warm_up(requests)
+            import numba
+
+            threads = numba.get_num_threads()
+            bar = _Progress(progress, n, done_configs, spec.name)
             for k in todo:
                 a, b = bounds[k]
                 t0 = time.perf_counter()
@@ -470,8 +522,17 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
                 infeasible += res.infeasible
                 simulated += res.simulated
                 sim_requests += res.requests_simulated
+                written += 1
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()
+            manifest.update(status="interrupted", interrupted_at=_utc_now(), chunks_written=written)
+            with contextlib.suppress(Exception):
+                atomic_write_json(out_dir / MANIFEST_FILE, manifest)
+            raise GridInterrupted(written, n_chunks, out_dir) from None
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
 
     t_merge = time.perf_counter()
     file_meta = {META_HASH: spec_hash.encode(), b"blis_sweep.name": spec.name.encode()}

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from blis_sweep.errors import BlisError
+from blis_sweep.limits import range_problem
 from blis_sweep.metric_columns import METRIC_COLUMNS
 from blis_sweep.sim_config import ADMISSION_NAMES, PRIORITY_NAMES, ROUTING_NAMES, SCHEDULER_NAMES
 from blis_sweep.yaml_positions import Positions, load_yaml_file_with_positions, load_yaml_with_positions
@@ -140,10 +141,18 @@ def _distribution(v, ctx, path, lines):
         if key not in DIST_FIELDS:
             raise _Located(path + (key,), f"unknown key (allowed: {', '.join(DIST_FIELDS)})")
         try:
-            out[key] = _int(0)(value, ctx)
+            out[key] = _in_range(key, _int(0)(value, ctx))
         except _Bad as exc:
             raise _Located(path + (key,), str(exc)) from None
     return out
+
+
+def _in_range(key: str, value):
+    """The documented range of an integer key (blis_sweep.limits), beyond its type check."""
+    problem = range_problem(key, value)
+    if problem:
+        raise _Bad(problem)
+    return value
 
 
 def _workload(v, ctx, path=(), lines=None):
@@ -422,7 +431,7 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
         try:
             if spec.check is _workload:
                 return _workload(value, ctx, path)
-            return spec.check(value, ctx)
+            return _in_range(key, spec.check(value, ctx))
         except _Located as exc:
             fail(exc.path, str(exc))
         except _Bad as exc:
@@ -436,7 +445,7 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
                 return _choice(ctx.presets)(value, ctx)
             if sub[1] == "trace":
                 return _path(value, ctx)
-            return _int(0)(value, ctx)
+            return _in_range(sub[2], _int(0)(value, ctx))
         except _Bad as exc:
             fail(path, str(exc))
 
@@ -539,6 +548,8 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
         for i, s in enumerate(seeds):
             if isinstance(s, bool) or not isinstance(s, int) or s < 0:
                 fail(("seeds", i), f"must be an integer >= 0, got {s!r}")
+            if range_problem("seed", s):
+                fail(("seeds", i), range_problem("seed", s))
         if len(set(seeds)) != len(seeds):
             fail(("seeds",), "seeds must be distinct")
         seeds = list(seeds)
@@ -547,6 +558,9 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
         seeds_line = positions.line(("replicates",))
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             fail(("replicates",), f"must be an integer >= 1, got {n!r}")
+        if range_problem("replicates", n) or range_problem("seed", base["seed"] + n - 1):
+            fail(("replicates",), range_problem("replicates", n) or "base.seed + replicates - 1 must stay "
+                                                                   f"<= {2**63 - 1}")
         seeds = [base["seed"] + i for i in range(n)]
     else:
         seeds = [base["seed"]]
@@ -565,6 +579,8 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
     chunk_size = data.get("chunk_size", DEFAULT_CHUNK_SIZE)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         fail(("chunk_size",), f"must be an integer >= 1, got {chunk_size!r}")
+    if range_problem("chunk_size", chunk_size):
+        fail(("chunk_size",), range_problem("chunk_size", chunk_size))
 
     spec = GridSpec(name=name, source=source, description=description, base=base, base_lines=base_lines,
                     groups=groups, axis_keys=list(axes), seeds=seeds, seeds_line=seeds_line, slo=slo,

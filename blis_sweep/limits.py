@@ -135,6 +135,17 @@ class WorkloadSize:
     max_input: int
 
 
+def expected_size(num_requests: int, lengths: dict) -> WorkloadSize:
+    """Size of a generated workload before generating it: lengths at mean + stdev (within the
+    clamp), the longest prompt at its maximum. `lengths` holds the distribution fields."""
+    def typical(kind: str) -> int:
+        return min(lengths[f"{kind}_tokens_max"], lengths[f"{kind}_tokens"] + lengths[f"{kind}_tokens_stdev"])
+
+    prompt = lengths["prefix_tokens"] + typical("prompt")
+    return WorkloadSize(num_requests, num_requests * prompt, num_requests * typical("output"),
+                        lengths["prefix_tokens"] + lengths["prompt_tokens_max"])
+
+
 def kernel_bytes(w: WorkloadSize, num_instances: int, block_size: int, total_kv_blocks: int,
                  trace_k: int = -1, generated: bool = True) -> int:
     """Bytes one configuration needs at once: the workload (and its generation), the kernel's

@@ -20,7 +20,7 @@ from blis_sweep.run_argv import parse_run_argv
 from blis_sweep.workload import distribution_workload, preset_workload, read_trace
 from blis_sweep.workload_arrays import Workload
 from blis_sweep.kernels import layout as L
-from blis_sweep.limits import WorkloadSize, check_memory, kernel_bytes
+from blis_sweep.limits import WorkloadSize, check_memory, expected_size, kernel_bytes
 
 # reference metrics-block key -> kernel metric column
 _BLOCK_KEYS = {
@@ -72,16 +72,6 @@ def measured_size(workload: Workload) -> WorkloadSize:
     n = workload.num_requests
     return WorkloadSize(n, int(workload.input_len.sum()), int(workload.output_len.sum()),
                         int(workload.input_len.max()) if n else 0)
-
-
-def expected_size(num_requests: int, lengths: dict) -> WorkloadSize:
-    """Size of a generated workload before generating it: lengths at mean + stdev (within the clamp)."""
-    def typical(kind: str) -> int:
-        return min(lengths[f"{kind}_tokens_max"], lengths[f"{kind}_tokens"] + lengths[f"{kind}_tokens_stdev"])
-
-    prompt = lengths["prefix_tokens"] + typical("prompt")
-    return WorkloadSize(num_requests, num_requests * prompt, num_requests * typical("output"),
-                        lengths["prefix_tokens"] + lengths["prompt_tokens_max"])
 
 
 def check_run_memory(resolved: ResolvedRun) -> None:
