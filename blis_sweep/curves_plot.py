@@ -6,6 +6,28 @@ from pathlib import Path
 from blis_sweep.errors import BlisError
 
 
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def check_plot_path(path: str | Path) -> str:
+    """The format of a --plot file, after checking it can be written (nothing is created)."""
+    import os
+
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in PLOT_FORMATS:
+        raise BlisError(f"--plot {path}: unsupported file type {path.suffix or '(none)'!r} "
+                        f"(allowed: .png, .svg, .pdf)")
+    if path.is_dir():
+        raise BlisError(f"--plot {path} is a directory; give a file name ending in .png, .svg or .pdf")
+    parent = path.parent
+    if not parent.is_dir():
+        raise BlisError(f"--plot {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise BlisError(f"--plot {path} is not writable")
+    return fmt
+
+
 def plot_curves(curves, path: str | Path, top: int = 8) -> Path:
     """Two panels (throughput, latency) with one line per group, best `top` groups, saturation marked.
 
@@ -20,11 +42,7 @@ def plot_curves(curves, path: str | Path, top: int = 8) -> Path:
     from blis_sweep.atomic_io import write_bytes_atomic
 
     path = Path(path)
-    fmt = path.suffix.lstrip(".").lower()
-    if fmt not in ("png", "svg", "pdf"):
-        raise BlisError(f"--plot: unsupported file type {path.suffix!r} (allowed: .png, .svg, .pdf)")
-    if not path.parent.exists():
-        raise BlisError(f"--plot: folder {path.parent} does not exist")
+    fmt = check_plot_path(path)
     shown = curves.varying_columns or ["model", "hardware", "tp"]
     best = curves.groups.head(top)
     fig, (ax_tp, ax_lat) = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)

@@ -13,6 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from blis_sweep.errors import BlisError
+
 
 def default_sweep() -> Path:
     """The main job, run when `grid` is given no sweep file."""
@@ -75,6 +77,7 @@ def curves_command(
     from blis_sweep.curves import run_curves
     from blis_sweep.grid_spec import parse_slo_args
 
+    check_curves_args(run_dir, top, sustain, plot)
     curves = run_curves(run_dir, slo=parse_slo_args(slo), sustain=sustain, top=top, quiet=quiet)
     if plot is not None:
         from blis_sweep.curves_plot import plot_curves
@@ -82,6 +85,29 @@ def curves_command(
         written = plot_curves(curves, plot, top=min(top, 8))
         if not quiet:
             print(f"wrote {written}", file=sys.stderr)
+
+
+MAX_TOP = 1_000_000
+
+
+def check_curves_args(run_dir: Path, top: int, sustain: float, plot: Optional[Path]) -> None:
+    """Everything about `curves` arguments that can be checked before curves.parquet is written."""
+    import math
+    import os
+
+    if not 1 <= top <= MAX_TOP:
+        raise BlisError(f"--top must be an integer in [1, {MAX_TOP}] (rows of the table), got {top}")
+    if not (math.isfinite(sustain) and 0 < sustain <= 1):
+        raise BlisError(f"--sustain must be a number in (0, 1] (achieved/offered ratio), got {sustain}")
+    if not (run_dir / "configs.parquet").is_file():
+        raise BlisError(f"{run_dir / 'configs.parquet'} not found: is {run_dir} the output directory of a "
+                        f"finished `grid` run?")
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise BlisError(f"{run_dir} is not writable (curves.parquet is written there)")
+    if plot is not None:
+        from blis_sweep.curves_plot import check_plot_path
+
+        check_plot_path(plot)
 
 
 def register(app: typer.Typer) -> None:
