@@ -17,6 +17,14 @@ DTYPE_BYTES = {
 }
 
 
+# Largest accepted value of each integer field: far above any real model, low enough that
+# the roofline's products (e.g. layers x hidden^2 x bytes) stay exact in float64.
+MODEL_FIELD_MAX = {
+    "num_hidden_layers": 10_000, "hidden_size": 1 << 20, "num_attention_heads": 1 << 16,
+    "num_key_value_heads": 1 << 16, "vocab_size": 1 << 24, "intermediate_size": 1 << 24, "head_dim": 1 << 16,
+}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     num_layers: int
@@ -63,6 +71,9 @@ def model_config_from_dict(raw: dict, source: str = "model config") -> ModelConf
 
     def integer(key: str, required: bool) -> int:
         value = merged.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+                and value > MODEL_FIELD_MAX[key]:
+            raise BlisError(f"{source}: {key} must be at most {MODEL_FIELD_MAX[key]}, got {value:g}")
         # The reference reads only JSON numbers, truncating toward zero; anything else counts as 0.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             number = 0
@@ -79,6 +90,11 @@ def model_config_from_dict(raw: dict, source: str = "model config") -> ModelConf
     hidden_dim = integer("hidden_size", True)
     num_heads = integer("num_attention_heads", True)
     num_kv_heads = integer("num_key_value_heads", False) or num_heads
+    if num_heads > hidden_dim:
+        raise BlisError(f"{source}: num_attention_heads ({num_heads}) must be at most hidden_size ({hidden_dim})")
+    if num_kv_heads > num_heads:
+        raise BlisError(f"{source}: num_key_value_heads ({num_kv_heads}) must be at most num_attention_heads "
+                        f"({num_heads})")
     dtype = merged.get("torch_dtype")
     if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
         raise BlisError(

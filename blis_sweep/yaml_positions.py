@@ -57,10 +57,43 @@ def load_yaml_with_positions(text: str, source: str) -> tuple[object, Positions]
     if node is None:
         return None, positions
     positions[()] = node.start_mark.line + 1
-    return _convert(loader, node, (), positions, source), positions
+    budget = _Budget(_distinct_nodes(node) + ALIAS_EXPANSION_BUDGET, source)
+    return _convert(loader, node, (), positions, source, budget), positions
 
 
-def _convert(loader, node, path: tuple, positions: Positions, source: str):
+# Nodes that anchors/aliases may add when expanded into plain values ("billion laughs" guard).
+ALIAS_EXPANSION_BUDGET = 10_000
+
+
+class _Budget:
+    def __init__(self, nodes: int, source: str):
+        self.left = nodes
+        self.source = source
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise BlisError(f"{self.source}: YAML aliases expand to too many values (at most "
+                            f"{ALIAS_EXPANSION_BUDGET} repeated through anchors/aliases); write the values out")
+
+
+def _distinct_nodes(root) -> int:
+    seen, stack = set(), [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                stack += [key_node, value_node]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+    return len(seen)
+
+
+def _convert(loader, node, path: tuple, positions: Positions, source: str, budget: _Budget):
+    budget.spend()
     if isinstance(node, yaml.MappingNode):
         try:
             loader.flatten_mapping(node)  # `<<: *anchor` merge keys
@@ -79,13 +112,13 @@ def _convert(loader, node, path: tuple, positions: Positions, source: str):
                 raise BlisError(f"{source}:{line}: {where}: duplicate key (first given on line "
                                 f"{positions[path + (key,)]})")
             positions[path + (key,)] = line
-            out[key] = _convert(loader, value_node, path + (key,), positions, source)
+            out[key] = _convert(loader, value_node, path + (key,), positions, source, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             positions[path + (i,)] = item.start_mark.line + 1
-            items.append(_convert(loader, item, path + (i,), positions, source))
+            items.append(_convert(loader, item, path + (i,), positions, source, budget))
         return items
     try:
         return loader.construct_object(node, deep=True)
