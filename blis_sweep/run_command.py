@@ -64,7 +64,7 @@ def build_run_workload(resolved: ResolvedRun) -> Workload:
             spec.output_tokens_min, spec.output_tokens_max, seed, horizon=horizon)
     if spec.kind == "preset":
         return preset_workload(spec.preset, spec.rate_per_s, spec.max_prompts, seed, horizon=horizon)
-    raise BlisError(f"--workload-spec is not supported by blis-sweep yet (got {spec.spec_path!r}); "
+    raise BlisError(f"--workload-spec is not supported by blis-sweep yet (got {str(spec.spec_path)!r}); "
                     "use --workload traces, distribution or a preset")
 
 

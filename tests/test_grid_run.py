@@ -177,7 +177,7 @@ def test_interrupted_run_leaves_complete_chunks_and_resumes(tmp_path, monkeypatc
     files = sorted(p.name for p in (out / "chunks").iterdir())
     assert files == ["configs-00000.parquet"]
     assert not (out / "configs.parquet").exists()
-    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
     monkeypatch.setattr(engine, "simulate", real)
     summary = run_grid(spec, out=out, quiet=True)
     assert (summary.chunks_run, summary.chunks_skipped) == (2, 1)
