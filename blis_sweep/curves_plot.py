@@ -11,20 +11,14 @@ PLOT_FORMATS = ("png", "svg", "pdf")
 
 def check_plot_path(path: str | Path) -> str:
     """The format of a --plot file, after checking it can be written (nothing is created)."""
-    import os
+    from blis_sweep.paths import check_writable_file
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in PLOT_FORMATS:
         raise BlisError(f"--plot {path}: unsupported file type {path.suffix or '(none)'!r} "
                         f"(allowed: .png, .svg, .pdf)")
-    if path.is_dir():
-        raise BlisError(f"--plot {path} is a directory; give a file name ending in .png, .svg or .pdf")
-    parent = path.parent
-    if not parent.is_dir():
-        raise BlisError(f"--plot {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise BlisError(f"--plot {path} is not writable")
+    check_writable_file(path, "--plot")
     return fmt
 
 

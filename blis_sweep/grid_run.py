@@ -398,19 +398,22 @@ class GridInterrupted(KeyboardInterrupt):
         self.chunks_written, self.num_chunks, self.out_dir = chunks_written, num_chunks, out_dir
 
 
-def check_grid_before_writing(spec: GridSpec, resolver: Resolver, requests: bool, max_configs: int) -> None:
-    """Checks that need the whole grid, done before the output directory is touched: the
-    grid size, every trace file (read and parsed once; the run reuses it) and the memory
-    one kernel batch needs."""
-    from blis_sweep.grid_resolve import preset_lengths
-    from blis_sweep.limits import WorkloadSize, check_memory, expected_size, kernel_bytes
-
+def check_grid_size(spec: GridSpec, max_configs: int) -> None:
+    """Refuse grids above --max-configs (checked before any per-point validation)."""
     if isinstance(max_configs, bool) or not isinstance(max_configs, int) or max_configs < 1:
         raise BlisError(f"--max-configs must be an integer >= 1, got {max_configs!r}")
     if spec.num_configs > max_configs:
         raise BlisError(f"{spec.source}: the grid has {spec.num_configs:,} configurations ({spec.num_points:,} points x "
                         f"{len(spec.seeds)} seeds), more than --max-configs {max_configs:,}; shrink the axes, or "
                         f"raise --max-configs if you mean it")
+
+
+def check_grid_before_writing(spec: GridSpec, resolver: Resolver, requests: bool) -> None:
+    """Checks that need the whole grid, done before the output directory is touched: every
+    trace file (read and parsed once; the run reuses it) and the memory one kernel batch needs."""
+    from blis_sweep.grid_resolve import preset_lengths
+    from blis_sweep.limits import WorkloadSize, check_memory, expected_size, kernel_bytes
+
     threads = 1
     with contextlib.suppress(Exception):
         import numba
@@ -419,9 +422,7 @@ def check_grid_before_writing(spec: GridSpec, resolver: Resolver, requests: bool
     for values, _lines in spec.distinct(("workload", "num_requests", "num_instances", "block_size")):
         wl = values["workload"]
         if "trace" in wl:
-            w = resolver.trace_workload(wl["trace"])
-            size = WorkloadSize(w.num_requests, int(w.input_len.sum()), int(w.output_len.sum()),
-                                int(w.input_len.max()) if w.num_requests else 0)
+            size = WorkloadSize.of(resolver.trace_workload(wl["trace"]))
         else:
             lengths = wl["distribution"] if "distribution" in wl else preset_lengths(wl["preset"])
             size = expected_size(values["num_requests"], lengths)
@@ -450,9 +451,10 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
         progress = not quiet and sys.stderr.isatty()
 
     spec = load_grid_spec(spec_path)
+    check_grid_size(spec, max_configs)
     resolver = Resolver(spec)
     resolver.validate()
-    check_grid_before_writing(spec, resolver, requests, max_configs)
+    check_grid_before_writing(spec, resolver, requests)
     out_dir = Path(out) if out is not None else Path("results") / spec.name
     spec_hash = spec.spec_hash()
     previous = _prepare_out_dir(out_dir, spec_hash, requests, overwrite)

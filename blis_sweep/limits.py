@@ -134,6 +134,13 @@ class WorkloadSize:
     output_tokens: int
     max_input: int
 
+    @staticmethod
+    def of(workload) -> "WorkloadSize":
+        """The size of a built Workload (blis_sweep.workload_arrays)."""
+        n = workload.num_requests
+        return WorkloadSize(n, int(workload.input_len.sum()), int(workload.output_len.sum()),
+                            int(workload.input_len.max()) if n else 0)
+
 
 def expected_size(num_requests: int, lengths: dict) -> WorkloadSize:
     """Size of a generated workload before generating it: lengths at mean + stdev (within the

@@ -7,6 +7,7 @@ the repository's own top-level folders, which the package-dir mapping points at.
 """
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -67,3 +68,16 @@ def model_config_dir_for(model_name: str, root: Path | None = None) -> Path:
     raise BlisError(
         f"no model config for {model_name!r} in {root} (available: {', '.join(available) or 'none'})"
     )
+
+
+def check_writable_file(path: Path, what: str) -> None:
+    """A file that will be written at the end: checked now, so that no work is wasted (nothing is created)."""
+    parent = path.parent
+    if path.is_dir():
+        raise BlisError(f"{what} {path} is a directory; give a file name")
+    if not parent.is_dir():
+        raise BlisError(f"{what} {path}: folder {parent} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise BlisError(f"{what} {path} is not writable")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BlisError(f"{what} {path}: folder {parent} is not writable")

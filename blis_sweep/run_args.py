@@ -17,6 +17,7 @@ from blis_sweep.errors import BlisError
 from blis_sweep.fitness import parse_fitness_weights, unknown_fitness_keys, unknown_key_warning
 from blis_sweep.go_format import go_fmt_f, go_fmt_v, go_quote
 from blis_sweep.limits import check_run_flag_ranges
+from blis_sweep.paths import check_writable_file
 from blis_sweep.policy_bundle import PolicyBundle, load_policy_bundle, validate_policy_bundle
 from blis_sweep.sim_config import (
     ADMISSION_NAMES,
@@ -198,21 +199,6 @@ def _defaults_yaml(flags: RunFlags, cwd: Path) -> Path:
 
         return Path(bundled_defaults_yaml())
     return local
-
-
-def check_writable_file(path: Path, what: str) -> None:
-    """A file that will be written at the end: checked now, so that no run is wasted (nothing is created)."""
-    import os
-
-    parent = path.parent
-    if path.is_dir():
-        raise BlisError(f"{what} {path} is a directory; give a file name")
-    if not parent.is_dir():
-        raise BlisError(f"{what} {path}: folder {parent} does not exist")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise BlisError(f"{what} {path} is not writable")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise BlisError(f"{what} {path}: folder {parent} is not writable")
 
 
 def _all_zeros(values) -> bool:

@@ -68,12 +68,6 @@ def build_run_workload(resolved: ResolvedRun) -> Workload:
                     "use --workload traces, distribution or a preset")
 
 
-def measured_size(workload: Workload) -> WorkloadSize:
-    n = workload.num_requests
-    return WorkloadSize(n, int(workload.input_len.sum()), int(workload.output_len.sum()),
-                        int(workload.input_len.max()) if n else 0)
-
-
 def check_run_memory(resolved: ResolvedRun) -> None:
     """Refuse a generated workload too big for this machine before generating it."""
     spec = resolved.workload
@@ -150,7 +144,7 @@ def run_reference(argv: list[str], cwd: Path | None = None, out=sys.stdout, err=
     check_run_memory(resolved)
     workload = build_run_workload(resolved)
     cfg = resolved.config
-    check_memory(kernel_bytes(measured_size(workload), cfg.num_instances, cfg.block_size, cfg.total_kv_blocks,
+    check_memory(kernel_bytes(WorkloadSize.of(workload), cfg.num_instances, cfg.block_size, cfg.total_kv_blocks,
                               resolved.counterfactual_k if resolved.tracing else -1, generated=False),
                  f"this run ({workload.num_requests} requests, {cfg.num_instances} instance(s))")
     for warning in resolved.warnings:  # after every check, so that bad input gets its one line only
