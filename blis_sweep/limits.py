@@ -178,13 +178,20 @@ def kernel_bytes(w: WorkloadSize, num_instances: int, block_size: int, total_kv_
 
 
 def check_memory(need_bytes: int, what: str) -> None:
-    """Refuse work whose estimated memory exceeds the machine's."""
+    """Refuse work whose estimated memory exceeds the machine's (or the user's limit)."""
     have = machine_memory_bytes()
-    if need_bytes > have:
-        raise BlisError(f"{what} needs about {_gib(need_bytes)} of memory, more than this machine has "
-                        f"({_gib(have)}; set {MEMORY_LIMIT_ENV} to change the limit): use fewer requests, "
-                        f"shorter requests or fewer instances")
+    if need_bytes <= have:
+        return
+    if os.environ.get(MEMORY_LIMIT_ENV):
+        limit = f"the limit {MEMORY_LIMIT_ENV}={os.environ[MEMORY_LIMIT_ENV]} ({_size(have)})"
+    else:
+        limit = f"this machine's memory ({_size(have)}; {MEMORY_LIMIT_ENV}=BYTES sets another limit)"
+    raise BlisError(f"{what} needs about {_size(need_bytes)} of memory, more than {limit}: use fewer requests, "
+                    f"shorter requests or fewer instances")
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**27 else f"{n / 2**20:,.1f} MiB"
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):,.1f} {unit}"
+    return f"{n} bytes"

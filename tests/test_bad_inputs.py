@@ -202,10 +202,10 @@ CASES = [
          env=SMALL_MEMORY),
     Case("run-memory-instances", GENERATED + ["--max-prompts", "20000", "--num-instances", "5000"], ("memory",),
          env=SMALL_MEMORY),
-    Case("run-memory-trace", R, ("memory", "2 MiB"), env={"BLIS_SWEEP_MEMORY_LIMIT": str(1 << 20)}),
+    Case("run-memory-trace", R, ("this run (8 requests", "memory"), env={"BLIS_SWEEP_MEMORY_LIMIT": "20000"}),
     # ---- grid: the file
     Case("grid-missing-file", ["grid", "nope.yaml", "--out", "out"], ("nope.yaml",)),
-    Case("grid-not-yaml", ["grid", "s.yaml", "--out", "out"], ("s.yaml:1", "YAML"), files={"s.yaml": "a: [1\n"}),
+    Case("grid-not-yaml", ["grid", "s.yaml", "--out", "out"], ("s.yaml:2", "YAML"), files={"s.yaml": "a: [1\n"}),
     Case("grid-not-mapping", ["grid", "s.yaml", "--out", "out"], ("s.yaml", "mapping"), files={"s.yaml": "- 1\n"}),
     Case("grid-unknown-top-key", ["grid", "s.yaml", "--out", "out"], ("basis", "allowed"),
          files={"s.yaml": sweep(basis=1)}),
