@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from blis_sweep.errors import BlisError
+from blis_sweep.limits import DEFAULT_MAX_CONFIGS
 
 
 def default_sweep() -> Path:
@@ -36,7 +37,7 @@ def grid_command(
                          ] = False,
     max_configs: Annotated[int, typer.Option(
         "--max-configs", help="Refuse grids with more configurations than this (a guard against typos in axes).")
-                           ] = 1_000_000,
+                           ] = DEFAULT_MAX_CONFIGS,
 ) -> None:
     """Simulate every configuration of a sweep file; results stream to Parquet and resume if interrupted."""
     from blis_sweep.grid_run import GridInterrupted, run_grid
@@ -99,10 +100,7 @@ def check_curves_args(run_dir: Path, top: int, sustain: float, plot: Optional[Pa
         raise BlisError(f"--top must be an integer in [1, {MAX_TOP}] (rows of the table), got {top}")
     if not (math.isfinite(sustain) and 0 < sustain <= 1):
         raise BlisError(f"--sustain must be a number in (0, 1] (achieved/offered ratio), got {sustain}")
-    if not (run_dir / "configs.parquet").is_file():
-        raise BlisError(f"{run_dir / 'configs.parquet'} not found: is {run_dir} the output directory of a "
-                        f"finished `grid` run?")
-    if not os.access(run_dir, os.W_OK | os.X_OK):
+    if run_dir.is_dir() and not os.access(run_dir, os.W_OK | os.X_OK):
         raise BlisError(f"{run_dir} is not writable (curves.parquet is written there)")
     if plot is not None:
         from blis_sweep.curves_plot import check_plot_path

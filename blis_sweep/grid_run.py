@@ -37,6 +37,7 @@ from blis_sweep.grid_io import (META_CHUNK, META_HASH, atomic_write_json, atomic
 from blis_sweep.grid_resolve import (PARAM_SCHEMA, Resolver, WorkloadCache, param_row, rows_to_param_arrays,
                                      workload_bytes, workload_key)
 from blis_sweep.grid_spec import GridSpec, load_grid_spec
+from blis_sweep.limits import DEFAULT_MAX_CONFIGS
 from blis_sweep.metric_columns import INTEGER_COLUMNS, METRIC_COLUMNS
 
 CONFIGS_FILE = "configs.parquet"
@@ -386,9 +387,6 @@ def _warm_up(want_requests: bool) -> float:
 
 
 # ---------------------------------------------------------------- entry point
-
-DEFAULT_MAX_CONFIGS = 1_000_000
-
 
 class GridInterrupted(KeyboardInterrupt):
     """Ctrl-C during the chunk loop; every chunk written so far is complete and is reused on resume."""

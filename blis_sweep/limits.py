@@ -27,6 +27,7 @@ MAX_KV_BLOCKS = 2**48
 MAX_INSTANCES = 10_000
 MAX_REQUESTS = 100_000_000
 MEMORY_LIMIT_ENV = "BLIS_SWEEP_MEMORY_LIMIT"
+DEFAULT_MAX_CONFIGS = 1_000_000  # `grid` refuses larger grids unless --max-configs allows them
 
 
 @dataclass(frozen=True)
