@@ -48,7 +48,12 @@ def run(ctx: typer.Context) -> None:
         return
     from blis_sweep.run_command import run_reference
 
-    raise typer.Exit(run_reference(argv))
+    try:
+        code = run_reference(argv)
+    except KeyboardInterrupt:  # nothing is written before the run ends, so nothing is left half-done
+        print("interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
 
 
 from blis_sweep import grid_cli  # noqa: E402  (commands register on the app above)
