@@ -5,9 +5,16 @@ Format: a header row, then per request `arrived_at` (seconds), `num_prefill_toke
 reference, only columns 0, 3 and 4 are read and rows are numbered from 0 after the
 header. Reading stops at the first row that arrives after the horizon, so rows past
 it are never parsed.
+
+Large traces are read column-wise (pyarrow's CSV reader, token lists parsed as whole
+columns, prefix hashes computed batch by batch into one buffer). Any file the
+column-wise reader cannot vouch for - odd quoting, a parse error, a bad value -
+goes through the row-by-row reader below, which owns every error message, so both
+give the same requests and the same messages.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -19,7 +26,7 @@ import numpy as np
 
 from blis_sweep.errors import BlisError
 from blis_sweep.sim_config import INT64_MAX
-from blis_sweep.workload_arrays import Workload, build_workload_from_packed
+from blis_sweep.workload_arrays import Workload, build_workload_from_hashes, build_workload_from_packed
 
 MIN_COLUMNS = 5
 # Token ids are hashed as id + 1 modulo 2**61 - 1 (kernels.hashing), so they must stay below this.
@@ -64,10 +71,23 @@ def _arrival_tick(text: str, where: str) -> int:
 
 
 def read_trace(path: str | Path, horizon: int = INT64_MAX) -> Workload:
+    """The trace's requests up to the first one past the horizon, checked as described above."""
     path = Path(path)
+    try:
+        workload = _read_trace_columnar(path, horizon)
+    except _NotSimple:
+        workload = None
+    if workload is None:
+        workload = _read_trace_rows(path, horizon)
+    return workload
+
+
+def _read_trace_rows(path: Path, horizon: int) -> Workload:
+    """Row by row with Python's csv module: the reference reader's semantics and messages."""
     csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))  # token lists can be long
     arrivals: list[int] = []
     pieces: list[np.ndarray] = []  # input, output, input, output, ...
+    later: list[int] = []  # arrivals of the rows after the first one past the horizon
     try:
         with _open_text(path) as f:
             rows = csv.reader(f, strict=True)
@@ -84,6 +104,7 @@ def read_trace(path: str | Path, horizon: int = INT64_MAX) -> Workload:
                     raise BlisError(f"{where} has {len(row)} columns but the header has {len(header)}")
                 tick = _arrival_tick(row[0], where)
                 if tick > horizon:
+                    later = [tick] + _lenient_arrivals(rows)
                     break
                 pieces.append(_token_list(row[3], where, "prefill_tokens"))
                 pieces.append(_token_list(row[4], where, "decode_tokens"))
@@ -96,9 +117,53 @@ def read_trace(path: str | Path, horizon: int = INT64_MAX) -> Workload:
     lengths = np.fromiter((p.shape[0] for p in pieces), dtype=np.int64, count=len(pieces))
     tokens = np.concatenate(pieces) if pieces else np.empty(0, np.int64)
     _check_token_range(path, tokens, lengths)
-    return build_workload_from_packed(
-        np.asarray(arrivals, dtype=np.int64), lengths[0::2].copy(), lengths[1::2].copy(), tokens, rate_per_s=0.0
-    )
+    arrival_ticks = np.asarray(arrivals, dtype=np.int64)
+    _check_requests(path, horizon, arrival_ticks, lengths[0::2], lengths[1::2], np.asarray(later, dtype=np.int64))
+    return build_workload_from_packed(arrival_ticks, lengths[0::2].copy(), lengths[1::2].copy(), tokens,
+                                      rate_per_s=0.0)
+
+
+def _lenient_arrivals(rows) -> list[int]:
+    """Arrival ticks of the remaining rows, for the sortedness check only: the reference never reads
+    these rows, so a row that does not parse is skipped (-1) and a CSV error ends the scan."""
+    ticks = []
+    try:
+        for row in rows:
+            if row:
+                try:
+                    ticks.append(_arrival_tick(row[0], ""))
+                except BlisError:
+                    ticks.append(-1)
+    except csv.Error:
+        pass
+    return ticks
+
+
+def _check_requests(path: Path, horizon: int, arrivals: np.ndarray, in_len: np.ndarray, out_len: np.ndarray,
+                    later: np.ndarray) -> None:
+    """What the reference accepts but cannot simulate sensibly (it crashes, or prints nothing).
+
+    `later` holds the arrivals of the row past the horizon and of every row after it
+    (-1 where a row's arrival does not parse).
+    """
+    empty = np.flatnonzero((in_len == 0) & (out_len == 0))
+    if empty.size:
+        raise BlisError(f"trace {path}: row {int(empty[0])}: prefill_tokens and decode_tokens are both empty; "
+                        f"a request needs at least one token")
+    n = arrivals.shape[0]
+    if later.size:
+        inside = np.flatnonzero((later >= 0) & (later <= horizon))
+        if inside.size:
+            k = int(inside[0])
+            raise BlisError(
+                f"trace {path}: row {n + k} arrives at {int(later[k])} us, within the horizon ({horizon} us), "
+                f"but after row {n}, which arrives past it ({int(later[0])} us); reading stops at the first row "
+                f"past the horizon (as the reference does), so with a horizon the rows must be sorted by arrived_at")
+    if n == 0:
+        if later.size:
+            raise BlisError(f"trace {path}: row 0 arrives at {int(later[0])} us, after the horizon ({horizon} us), "
+                            f"so no request would be simulated; the horizon must reach the first request")
+        raise BlisError(f"trace {path} has a header row but no requests; at least one request row is needed")
 
 
 def _check_token_range(path: Path, tokens: np.ndarray, lengths: np.ndarray) -> None:
@@ -111,3 +176,205 @@ def _check_token_range(path: Path, tokens: np.ndarray, lengths: np.ndarray) -> N
         f"trace {path}: row {piece // 2}: {column} holds token id {int(tokens[bad[0]])}; "
         f"token ids must be in [0, {TOKEN_ID_BOUND})"
     )
+
+
+# ---------------------------------------------------------------- column-wise reading
+class _NotSimple(Exception):
+    """The column-wise reader cannot vouch for this file; the row reader decides."""
+
+
+_BATCH_BYTES = 1 << 24  # pyarrow's block: a row longer than this hands the file to the row reader
+_CHUNK_BYTES = 1 << 24  # raw bytes per step of the quoting scan
+# the row reader's regular expressions, in RE2 syntax (anchored: fullmatch)
+_RE2_INT_LIST = rf"^{_WS}\[{_WS}(?:{_INT}(?:{_WS},{_WS}{_INT})*)?{_WS}\]{_WS}$"
+_RE2_NULL = rf"^{_WS}null{_WS}$"
+_RE2_DECIMAL = rf"^{_DECIMAL.pattern}$"
+_DELIMITERS = np.array([ord(","), ord("\n"), ord("\r")], dtype=np.uint8)
+
+
+def _raw_chunks(path: Path, gzipped: bool):
+    opener = gzip.open if gzipped else open
+    with opener(path, "rb") as f:
+        while chunk := f.read(_CHUNK_BYTES):
+            yield chunk
+
+
+def _quoting_is_plain(path: Path, gzipped: bool) -> bool:
+    """True when every quoted field is `"..."` between delimiters with no quote inside.
+
+    Then pyarrow's CSV parser and Python's (strict) agree field by field; files with
+    doubled quotes or text after a closing quote are left to the row reader.
+    """
+    utf8 = codecs.getincrementaldecoder("utf-8")()  # Python's reader rejects a file that is not UTF-8
+    previous = b"\n"  # the byte before the file behaves like a line end
+    parity = 0  # quotes seen so far, mod 2: 1 inside a quoted field
+    close_at_end = False  # the previous chunk ended in a closing quote
+    for chunk in _raw_chunks(path, gzipped):
+        utf8.decode(chunk)
+        buf = np.frombuffer(previous + chunk, dtype=np.uint8)
+        if close_at_end and not np.isin(buf[1], _DELIMITERS):
+            return False
+        quotes = np.flatnonzero(buf[1:] == ord('"')) + 1
+        opening = quotes[(np.arange(quotes.size) + parity) % 2 == 0]
+        closing = quotes[(np.arange(quotes.size) + parity) % 2 == 1]
+        if not np.isin(buf[opening - 1], _DELIMITERS).all():
+            return False
+        close_at_end = closing.size > 0 and closing[-1] == buf.size - 1
+        inner = closing[:-1] if close_at_end else closing
+        if not np.isin(buf[inner + 1], _DELIMITERS).all():
+            return False
+        parity = (parity + quotes.size) % 2
+        previous = chunk[-1:]
+    utf8.decode(b"", final=True)
+    return parity == 0
+
+
+def _header_columns(path: Path) -> int:
+    """Columns of the header row, if the file starts with it on one plain line; else not simple."""
+    with _open_text(path) as f:
+        first = f.readline()
+    if not first.strip("\r\n") or '"' in first:
+        raise _NotSimple
+    return len(next(csv.reader([first.rstrip("\r\n")])))
+
+
+def _token_columns(col):
+    """(lengths, flat tokens) of a column of JSON integer lists already validated."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    inner = pc.replace_substring_regex(col, r"[\[\] \t\n\r]|null", "")
+    nonempty = pc.greater(pc.binary_length(inner), 0).to_numpy(zero_copy_only=False)
+    lengths = pc.count_substring(inner, ",").to_numpy(zero_copy_only=False).astype(np.int64) + nonempty
+    parts = pc.list_flatten(pc.split_pattern(pc.filter(inner, pa.array(nonempty)), ","))
+    try:
+        tokens = pc.cast(parts, pa.int64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise _NotSimple from None  # out of int64 range: the row reader decides
+    return lengths, tokens
+
+
+def _interleave(in_len, out_len, in_tokens, out_tokens):
+    """Tokens packed request by request: input then output."""
+    starts = np.zeros(in_len.shape[0] + 1, dtype=np.int64)
+    np.cumsum(in_len + out_len, out=starts[1:])
+    tokens = np.empty(int(starts[-1]), dtype=np.int64)
+    for lengths, values, shift in ((in_len, in_tokens, 0), (out_len, out_tokens, in_len)):
+        if values.size:
+            first = np.zeros(lengths.shape[0], dtype=np.int64)
+            np.cumsum(lengths[:-1], out=first[1:])
+            dest = np.repeat(starts[:-1] + shift - first, lengths) + np.arange(values.size, dtype=np.int64)
+            tokens[dest] = values
+    return tokens
+
+
+def _read_trace_columnar(path: Path, horizon: int) -> Workload | None:
+    """The row reader's result, from whole columns; raises _NotSimple to hand over."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pcsv
+    except ImportError:
+        raise _NotSimple from None
+    from blis_sweep.kernels.hashing import prefix_hashes_nb
+
+    try:
+        with open(path, "rb") as probe:
+            gzipped = path.suffix == ".gz" or probe.read(2) == b"\x1f\x8b"
+        n_columns = _header_columns(path)
+        if n_columns < MIN_COLUMNS or not _quoting_is_plain(path, gzipped):
+            raise _NotSimple
+        names = [f"c{k}" for k in range(n_columns)]
+        reader = pcsv.open_csv(
+            pa.input_stream(str(path), compression="gzip" if gzipped else None),
+            read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, block_size=_BATCH_BYTES),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
+            convert_options=pcsv.ConvertOptions(column_types={k: pa.string() for k in names},
+                                                include_columns=["c0", "c3", "c4"], strings_can_be_null=False,
+                                                quoted_strings_can_be_null=False))
+        # prefix hashes go straight into one buffer: one entry per token and per request, at most
+        # one per two bytes of CSV text (unknown for gzip: grown as needed)
+        capacity = 0 if gzipped else path.stat().st_size // 2 + 16
+        hashes = np.empty(capacity, dtype=np.uint64)
+        used = 0
+        arrivals, in_lens, out_lens, later = [], [], [], []
+        range_error = None
+        row0 = 0
+        for batch in reader:
+            n = batch.num_rows
+            if n == 0:
+                continue
+            col0, col3, col4 = batch.column(0), batch.column(1), batch.column(2)
+            text = col0.to_numpy(zero_copy_only=False)
+            decimal = pc.match_substring_regex(col0, _RE2_DECIMAL).to_numpy(zero_copy_only=False)
+            seconds = np.where(decimal, text, "nan").astype(np.float64)
+            with np.errstate(invalid="ignore", over="ignore"):
+                micros = seconds * 1e6
+                arrival_ok = np.isfinite(micros) & (seconds >= 0) & (micros < 2.0**63)
+                ticks = np.where(arrival_ok, micros, 0.0).astype(np.int64)
+            if later:  # past the horizon already: only the sortedness check reads on
+                later.append(np.where(arrival_ok, ticks, -1))
+                continue
+            past = np.flatnonzero(arrival_ok & (ticks > horizon))
+            bad_arrival = np.flatnonzero(~arrival_ok)
+            cut = int(past[0]) if past.size else n
+            lists_ok = [pc.or_(pc.match_substring_regex(c, _RE2_INT_LIST), pc.match_substring_regex(c, _RE2_NULL))
+                        .to_numpy(zero_copy_only=False) for c in (col3, col4)]
+            bad = np.flatnonzero(~(lists_ok[0] & lists_ok[1])[:cut])
+            first_bad = min([int(x[0]) for x in (bad_arrival, bad) if x.size and x[0] < cut], default=-1)
+            if first_bad >= 0:
+                _raise_row_error(path, row0 + first_bad, text[first_bad], col3[first_bad].as_py(),
+                                 col4[first_bad].as_py())
+            if cut < n:
+                later.append(np.where(arrival_ok, ticks, -1)[cut:])
+                col3, col4 = col3.slice(0, cut), col4.slice(0, cut)
+            in_len, in_tokens = _token_columns(col3)
+            out_len, out_tokens = _token_columns(col4)
+            tokens = _interleave(in_len, out_len, in_tokens, out_tokens)
+            if range_error is None:
+                lengths = np.empty(2 * cut, dtype=np.int64)
+                lengths[0::2], lengths[1::2] = in_len, out_len
+                try:
+                    _check_token_range(path, tokens, lengths)
+                except BlisError as exc:  # reported after every row has parsed, as the row reader does
+                    range_error = _renumber(exc, path, row0)
+            token_offsets = np.zeros(cut + 1, dtype=np.int64)
+            np.cumsum(in_len + out_len, out=token_offsets[1:])
+            seq_offsets = token_offsets + np.arange(cut + 1, dtype=np.int64)
+            if used + int(seq_offsets[-1]) > hashes.shape[0]:
+                grown = np.empty(max(2 * hashes.shape[0], used + int(seq_offsets[-1])), dtype=np.uint64)
+                grown[:used] = hashes[:used]
+                hashes = grown
+            hashes[used:used + int(seq_offsets[-1])] = prefix_hashes_nb(tokens, seq_offsets, token_offsets)
+            used += int(seq_offsets[-1])
+            arrivals.append(ticks[:cut])
+            in_lens.append(in_len)
+            out_lens.append(out_len)
+            row0 += n
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, EOFError,
+            UnicodeDecodeError, ValueError):
+        raise _NotSimple from None  # a parse problem: the row reader finds it and words it
+    if range_error is not None:
+        raise range_error
+    concat = lambda parts: np.concatenate(parts) if parts else np.empty(0, np.int64)  # noqa: E731
+    arrival_ticks, in_len, out_len = concat(arrivals), concat(in_lens), concat(out_lens)
+    _check_requests(path, horizon, arrival_ticks, in_len, out_len, concat(later))
+    return build_workload_from_hashes(arrival_ticks, in_len, out_len, hashes[:used], rate_per_s=0.0)
+
+
+def _raise_row_error(path: Path, row: int, arrived_at: str, prefill: str, decode: str) -> None:
+    """The row reader's message for a row the column checks rejected."""
+    where = f"trace {path}: row {row}"
+    _arrival_tick(arrived_at, where)
+    _token_list(prefill, where, "prefill_tokens")
+    _token_list(decode, where, "decode_tokens")
+    raise _NotSimple  # the checks disagree: let the row reader decide
+
+
+def _renumber(exc: BlisError, path: Path, row0: int) -> BlisError:
+    """A batch-relative `row k` in a token-range message, made absolute."""
+    text = str(exc)
+    prefix = f"trace {path}: row "
+    rest = text[len(prefix):]
+    k, _, tail = rest.partition(":")
+    return BlisError(f"{prefix}{row0 + int(k)}:{tail}")

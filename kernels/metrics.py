@@ -184,9 +184,40 @@ def latency_block_nb(out, rq, out_len, itl, itl_n, instance, n_req,
 
 
 @njit(cache=True, error_model="numpy")
+def count_inversions_nb(arrival, e2e):
+    """Pairs a before b in arrival order (ties: index order) with e2e[a] > 2 * e2e[b].
+
+    The same count as comparing all pairs, in O(n log n): walk the requests in arrival
+    order and ask a Fenwick tree over the ranks of the E2E values how many earlier
+    requests exceed twice the current one.
+    """
+    count = arrival.shape[0]
+    if count < 2:
+        return 0
+    order = np.argsort(arrival, kind="mergesort")
+    ranked = np.sort(e2e)
+    tree = np.zeros(count + 1, dtype=np.int64)
+    inversions = 0
+    for seen in range(count):
+        value = e2e[order[seen]]
+        # earlier requests with e2e <= 2 * value: a prefix of the ranks
+        k = np.searchsorted(ranked, value * 2.0, side="right")
+        not_above = 0
+        while k > 0:
+            not_above += tree[k]
+            k -= k & -k
+        inversions += seen - not_above
+        k = np.searchsorted(ranked, value, side="left") + 1
+        while k <= count:
+            tree[k] += 1
+            k += k & -k
+    return inversions
+
+
+@njit(cache=True, error_model="numpy")
 def priority_inversions_nb(rq, arrival, instance, n_req):
-    """Pairs (earlier arrival, later arrival) on one instance where the earlier one's
-    E2E exceeds twice the later one's (the reference's anomaly heuristic)."""
+    """Pairs (earlier arrival, later arrival) of completed requests on one instance where the
+    earlier one's E2E exceeds twice the later one's (the reference's anomaly heuristic)."""
     count = 0
     for r in range(n_req):
         if rq[r, R_INSTANCE] == instance and rq[r, R_FLAGS] & RF_COMPLETED:
@@ -201,15 +232,7 @@ def priority_inversions_nb(rq, arrival, instance, n_req):
             arr[k] = arrival[r]
             e2e[k] = float(rq[r, R_E2E])
             k += 1
-    order = np.argsort(arr, kind="mergesort")
-    sorted_e2e = e2e[order]
-    inversions = 0
-    for a in range(count - 1):
-        ea = sorted_e2e[a]
-        for b in range(a + 1, count):
-            if ea > sorted_e2e[b] * 2.0:
-                inversions += 1
-    return inversions
+    return count_inversions_nb(arr, e2e)
 
 
 @njit(cache=True, error_model="numpy")
