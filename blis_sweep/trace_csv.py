@@ -185,9 +185,7 @@ class _NotSimple(Exception):
 
 _BATCH_BYTES = 1 << 24  # pyarrow's block: a row longer than this hands the file to the row reader
 _CHUNK_BYTES = 1 << 24  # raw bytes per step of the quoting scan
-# the row reader's regular expressions, in RE2 syntax (anchored: fullmatch)
-_RE2_INT_LIST = rf"^{_WS}\[{_WS}(?:{_INT}(?:{_WS},{_WS}{_INT})*)?{_WS}\]{_WS}$"
-_RE2_NULL = rf"^{_WS}null{_WS}$"
+# the row reader's arrival syntax, in RE2 (anchored: fullmatch)
 _RE2_DECIMAL = rf"^{_DECIMAL.pattern}$"
 _DELIMITERS = np.array([ord(","), ord("\n"), ord("\r")], dtype=np.uint8)
 
@@ -238,34 +236,15 @@ def _header_columns(path: Path) -> int:
     return len(next(csv.reader([first.rstrip("\r\n")])))
 
 
-def _token_columns(col):
-    """(lengths, flat tokens) of a column of JSON integer lists already validated."""
+def _string_buffers(col, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes, offsets) of the first n strings of an Arrow string array, without copying the text."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    inner = pc.replace_substring_regex(col, r"[\[\] \t\n\r]|null", "")
-    nonempty = pc.greater(pc.binary_length(inner), 0).to_numpy(zero_copy_only=False)
-    lengths = pc.count_substring(inner, ",").to_numpy(zero_copy_only=False).astype(np.int64) + nonempty
-    parts = pc.list_flatten(pc.split_pattern(pc.filter(inner, pa.array(nonempty)), ","))
-    try:
-        tokens = pc.cast(parts, pa.int64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise _NotSimple from None  # out of int64 range: the row reader decides
-    return lengths, tokens
-
-
-def _interleave(in_len, out_len, in_tokens, out_tokens):
-    """Tokens packed request by request: input then output."""
-    starts = np.zeros(in_len.shape[0] + 1, dtype=np.int64)
-    np.cumsum(in_len + out_len, out=starts[1:])
-    tokens = np.empty(int(starts[-1]), dtype=np.int64)
-    for lengths, values, shift in ((in_len, in_tokens, 0), (out_len, out_tokens, in_len)):
-        if values.size:
-            first = np.zeros(lengths.shape[0], dtype=np.int64)
-            np.cumsum(lengths[:-1], out=first[1:])
-            dest = np.repeat(starts[:-1] + shift - first, lengths) + np.arange(values.size, dtype=np.int64)
-            tokens[dest] = values
-    return tokens
+    _, offsets, data = col.buffers()
+    kind = np.int64 if pa.types.is_large_string(col.type) else np.int32
+    offsets = np.frombuffer(offsets, dtype=kind)[col.offset:col.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(1, np.uint8)
+    return data, offsets
 
 
 def _read_trace_columnar(path: Path, horizon: int) -> Workload | None:
@@ -277,6 +256,7 @@ def _read_trace_columnar(path: Path, horizon: int) -> Workload | None:
     except ImportError:
         raise _NotSimple from None
     from blis_sweep.kernels.hashing import prefix_hashes_nb
+    from blis_sweep.kernels.token_lists import parse_token_lists_nb
 
     try:
         with open(path, "rb") as probe:
@@ -318,19 +298,16 @@ def _read_trace_columnar(path: Path, horizon: int) -> Workload | None:
             past = np.flatnonzero(arrival_ok & (ticks > horizon))
             bad_arrival = np.flatnonzero(~arrival_ok)
             cut = int(past[0]) if past.size else n
-            lists_ok = [pc.or_(pc.match_substring_regex(c, _RE2_INT_LIST), pc.match_substring_regex(c, _RE2_NULL))
-                        .to_numpy(zero_copy_only=False) for c in (col3, col4)]
-            bad = np.flatnonzero(~(lists_ok[0] & lists_ok[1])[:cut])
-            first_bad = min([int(x[0]) for x in (bad_arrival, bad) if x.size and x[0] < cut], default=-1)
+            in_len, out_len, tokens, bad_in, bad_out, too_long = parse_token_lists_nb(
+                *_string_buffers(col3, cut), *_string_buffers(col4, cut))
+            first_bad = min([int(x) for x in (*bad_arrival[:1], bad_in, bad_out) if 0 <= x < cut], default=-1)
             if first_bad >= 0:
                 _raise_row_error(path, row0 + first_bad, text[first_bad], col3[first_bad].as_py(),
                                  col4[first_bad].as_py())
+            if too_long >= 0:
+                raise _NotSimple  # numbers beyond int64 arithmetic: the row reader words their error
             if cut < n:
                 later.append(np.where(arrival_ok, ticks, -1)[cut:])
-                col3, col4 = col3.slice(0, cut), col4.slice(0, cut)
-            in_len, in_tokens = _token_columns(col3)
-            out_len, out_tokens = _token_columns(col4)
-            tokens = _interleave(in_len, out_len, in_tokens, out_tokens)
             if range_error is None:
                 lengths = np.empty(2 * cut, dtype=np.int64)
                 lengths[0::2], lengths[1::2] = in_len, out_len
