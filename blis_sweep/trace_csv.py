@@ -6,15 +6,16 @@ reference, only columns 0, 3 and 4 are read and rows are numbered from 0 after t
 header. Reading stops at the first row that arrives after the horizon, so rows past
 it are never parsed.
 
-Large traces are read column-wise (pyarrow's CSV reader, token lists parsed as whole
-columns, prefix hashes computed batch by batch into one buffer). Any file the
-column-wise reader cannot vouch for - odd quoting, a parse error, a bad value -
-goes through the row-by-row reader below, which owns every error message, so both
-give the same requests and the same messages.
+Large traces are read in bulk: pieces of several MB are split into rows and their
+token lists parsed column-wise by Numba scanners (kernels.token_lists), and prefix
+hashes are computed piece by piece into one buffer, so memory stays near the size
+of the hashes. Any file the bulk reader cannot vouch for - quoting beyond plain
+`"..."` fields, non-ASCII bytes, a parse error, a bad value - goes through the
+row-by-row reader, which owns every error message: both give the same requests and
+the same messages.
 """
 from __future__ import annotations
 
-import codecs
 import csv
 import gzip
 import io
@@ -178,16 +179,13 @@ def _check_token_range(path: Path, tokens: np.ndarray, lengths: np.ndarray) -> N
     )
 
 
-# ---------------------------------------------------------------- column-wise reading
+# ---------------------------------------------------------------- bulk reading
 class _NotSimple(Exception):
-    """The column-wise reader cannot vouch for this file; the row reader decides."""
+    """The bulk reader cannot vouch for this file; the row reader decides."""
 
 
-_BATCH_BYTES = 1 << 24  # pyarrow's block: a row longer than this hands the file to the row reader
-_CHUNK_BYTES = 1 << 24  # raw bytes per step of the quoting scan
-# the row reader's arrival syntax, in RE2 (anchored: fullmatch)
-_RE2_DECIMAL = rf"^{_DECIMAL.pattern}$"
-_DELIMITERS = np.array([ord(","), ord("\n"), ord("\r")], dtype=np.uint8)
+_CHUNK_BYTES = 1 << 23  # raw bytes per step; a longer row just makes a longer step
+_DECIMAL_BYTES = re.compile(_DECIMAL.pattern.encode())
 
 
 def _raw_chunks(path: Path, gzipped: bool):
@@ -197,81 +195,51 @@ def _raw_chunks(path: Path, gzipped: bool):
             yield chunk
 
 
-def _quoting_is_plain(path: Path, gzipped: bool) -> bool:
-    """True when every quoted field is `"..."` between delimiters with no quote inside.
+def _plain_rows(path: Path, gzipped: bool):
+    """(text, row spans) of consecutive pieces of the file after its header row (see
+    kernels.token_lists.split_plain_csv_nb); raises _NotSimple for anything but plain CSV."""
+    from blis_sweep.kernels.token_lists import split_plain_csv_nb
 
-    Then pyarrow's CSV parser and Python's (strict) agree field by field; files with
-    doubled quotes or text after a closing quote are left to the row reader.
-    """
-    utf8 = codecs.getincrementaldecoder("utf-8")()  # Python's reader rejects a file that is not UTF-8
-    previous = b"\n"  # the byte before the file behaves like a line end
-    parity = 0  # quotes seen so far, mod 2: 1 inside a quoted field
-    close_at_end = False  # the previous chunk ended in a closing quote
-    for chunk in _raw_chunks(path, gzipped):
-        utf8.decode(chunk)
-        buf = np.frombuffer(previous + chunk, dtype=np.uint8)
-        if close_at_end and not np.isin(buf[1], _DELIMITERS):
-            return False
-        quotes = np.flatnonzero(buf[1:] == ord('"')) + 1
-        opening = quotes[(np.arange(quotes.size) + parity) % 2 == 0]
-        closing = quotes[(np.arange(quotes.size) + parity) % 2 == 1]
-        if not np.isin(buf[opening - 1], _DELIMITERS).all():
-            return False
-        close_at_end = closing.size > 0 and closing[-1] == buf.size - 1
-        inner = closing[:-1] if close_at_end else closing
-        if not np.isin(buf[inner + 1], _DELIMITERS).all():
-            return False
-        parity = (parity + quotes.size) % 2
-        previous = chunk[-1:]
-    utf8.decode(b"", final=True)
-    return parity == 0
-
-
-def _header_columns(path: Path) -> int:
-    """Columns of the header row, if the file starts with it on one plain line; else not simple."""
-    with _open_text(path) as f:
-        first = f.readline()
-    if not first.strip("\r\n") or '"' in first:
+    pending = b""
+    n_columns = 0
+    chunks = _raw_chunks(path, gzipped)
+    for chunk in chunks:
+        text = pending + chunk
+        if n_columns == 0:  # the header: one plain line first in the file
+            end = min((k for k in (text.find(b"\n"), text.find(b"\r")) if k >= 0), default=-1)
+            if end < 0:
+                pending = text
+                continue
+            first = text[:end]
+            if end == 0 or b'"' in first or max(first, default=0) >= 128:
+                raise _NotSimple
+            n_columns = len(first.split(b","))
+            if n_columns < MIN_COLUMNS:
+                raise _NotSimple
+            text = text[end + 1:]
+        buf = np.frombuffer(text, dtype=np.uint8)
+        spans, rows, done, plain = split_plain_csv_nb(buf, 0, False, n_columns)
+        if not plain:
+            raise _NotSimple
+        yield buf, spans[:rows]
+        pending = text[done:]
+    if n_columns == 0:
+        raise _NotSimple  # no header line end: the row reader words it
+    buf = np.frombuffer(pending, dtype=np.uint8)
+    spans, rows, done, plain = split_plain_csv_nb(buf, 0, True, n_columns)
+    if not plain:
         raise _NotSimple
-    return len(next(csv.reader([first.rstrip("\r\n")])))
-
-
-def _string_buffers(col, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes, offsets) of the first n strings of an Arrow string array, without copying the text."""
-    import pyarrow as pa
-
-    _, offsets, data = col.buffers()
-    kind = np.int64 if pa.types.is_large_string(col.type) else np.int32
-    offsets = np.frombuffer(offsets, dtype=kind)[col.offset:col.offset + n + 1].astype(np.int64)
-    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(1, np.uint8)
-    return data, offsets
+    yield buf, spans[:rows]
 
 
 def _read_trace_columnar(path: Path, horizon: int) -> Workload | None:
-    """The row reader's result, from whole columns; raises _NotSimple to hand over."""
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.csv as pcsv
-    except ImportError:
-        raise _NotSimple from None
+    """The row reader's result, column by column over large pieces; raises _NotSimple to hand over."""
     from blis_sweep.kernels.hashing import prefix_hashes_nb
     from blis_sweep.kernels.token_lists import parse_token_lists_nb
 
     try:
         with open(path, "rb") as probe:
             gzipped = path.suffix == ".gz" or probe.read(2) == b"\x1f\x8b"
-        n_columns = _header_columns(path)
-        if n_columns < MIN_COLUMNS or not _quoting_is_plain(path, gzipped):
-            raise _NotSimple
-        names = [f"c{k}" for k in range(n_columns)]
-        reader = pcsv.open_csv(
-            pa.input_stream(str(path), compression="gzip" if gzipped else None),
-            read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, block_size=_BATCH_BYTES),
-            parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
-            convert_options=pcsv.ConvertOptions(column_types={k: pa.string() for k in names},
-                                                include_columns=["c0", "c3", "c4"], strings_can_be_null=False,
-                                                quoted_strings_can_be_null=False))
         # prefix hashes go straight into one buffer: one entry per token and per request, at most
         # one per two bytes of CSV text (unknown for gzip: grown as needed)
         capacity = 0 if gzipped else path.stat().st_size // 2 + 16
@@ -280,30 +248,29 @@ def _read_trace_columnar(path: Path, horizon: int) -> Workload | None:
         arrivals, in_lens, out_lens, later = [], [], [], []
         range_error = None
         row0 = 0
-        for batch in reader:
-            n = batch.num_rows
+        for buf, spans in _plain_rows(path, gzipped):
+            n = spans.shape[0]
             if n == 0:
                 continue
-            col0, col3, col4 = batch.column(0), batch.column(1), batch.column(2)
-            text = col0.to_numpy(zero_copy_only=False)
-            decimal = pc.match_substring_regex(col0, _RE2_DECIMAL).to_numpy(zero_copy_only=False)
-            seconds = np.where(decimal, text, "nan").astype(np.float64)
+            raw = buf.tobytes()
+            text = [raw[a:b] for a, b in spans[:, :2].tolist()]
+            seconds = np.array([float(t) if _DECIMAL_BYTES.fullmatch(t) else math.nan for t in text])
             with np.errstate(invalid="ignore", over="ignore"):
                 micros = seconds * 1e6
                 arrival_ok = np.isfinite(micros) & (seconds >= 0) & (micros < 2.0**63)
                 ticks = np.where(arrival_ok, micros, 0.0).astype(np.int64)
             if later:  # past the horizon already: only the sortedness check reads on
                 later.append(np.where(arrival_ok, ticks, -1))
+                row0 += n
                 continue
             past = np.flatnonzero(arrival_ok & (ticks > horizon))
-            bad_arrival = np.flatnonzero(~arrival_ok)
             cut = int(past[0]) if past.size else n
-            in_len, out_len, tokens, bad_in, bad_out, too_long = parse_token_lists_nb(
-                *_string_buffers(col3, cut), *_string_buffers(col4, cut))
-            first_bad = min([int(x) for x in (*bad_arrival[:1], bad_in, bad_out) if 0 <= x < cut], default=-1)
+            in_len, out_len, tokens, bad_in, bad_out, too_long = parse_token_lists_nb(buf, spans[:cut])
+            bad_arrival = np.flatnonzero(~arrival_ok[:cut])
+            first_bad = min([int(x) for x in (*bad_arrival[:1], bad_in, bad_out) if x >= 0], default=-1)
             if first_bad >= 0:
-                _raise_row_error(path, row0 + first_bad, text[first_bad], col3[first_bad].as_py(),
-                                 col4[first_bad].as_py())
+                field = lambda j: raw[spans[first_bad, j]:spans[first_bad, j + 1]].decode()  # noqa: E731
+                _raise_row_error(path, row0 + first_bad, field(0), field(2), field(4))
             if too_long >= 0:
                 raise _NotSimple  # numbers beyond int64 arithmetic: the row reader words their error
             if cut < n:
@@ -318,19 +285,19 @@ def _read_trace_columnar(path: Path, horizon: int) -> Workload | None:
             token_offsets = np.zeros(cut + 1, dtype=np.int64)
             np.cumsum(in_len + out_len, out=token_offsets[1:])
             seq_offsets = token_offsets + np.arange(cut + 1, dtype=np.int64)
-            if used + int(seq_offsets[-1]) > hashes.shape[0]:
-                grown = np.empty(max(2 * hashes.shape[0], used + int(seq_offsets[-1])), dtype=np.uint64)
+            size = int(seq_offsets[-1])
+            if used + size > hashes.shape[0]:
+                grown = np.empty(max(2 * hashes.shape[0], used + size), dtype=np.uint64)
                 grown[:used] = hashes[:used]
                 hashes = grown
-            hashes[used:used + int(seq_offsets[-1])] = prefix_hashes_nb(tokens, seq_offsets, token_offsets)
-            used += int(seq_offsets[-1])
+            hashes[used:used + size] = prefix_hashes_nb(tokens, seq_offsets, token_offsets)
+            used += size
             arrivals.append(ticks[:cut])
             in_lens.append(in_len)
             out_lens.append(out_len)
             row0 += n
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, EOFError,
-            UnicodeDecodeError, ValueError):
-        raise _NotSimple from None  # a parse problem: the row reader finds it and words it
+    except (OSError, EOFError, UnicodeDecodeError, ValueError):
+        raise _NotSimple from None  # a read problem: the row reader finds it and words it
     if range_error is not None:
         raise range_error
     concat = lambda parts: np.concatenate(parts) if parts else np.empty(0, np.int64)  # noqa: E731

@@ -1,8 +1,10 @@
-"""Parsing a trace's token-list columns (JSON lists of integers) straight from CSV text buffers.
+"""Reading a request trace's CSV text in bulk: rows split into field spans, token lists
+(JSON lists of integers) parsed straight from the bytes.
 
-The grammar is the row reader's (blis_sweep.trace_csv._INT_LIST): JSON whitespace,
-`[`, integers without leading zeros separated by commas, `]`; or `null` (an empty
-list). Column values arrive as one byte buffer plus offsets (Arrow's string layout).
+Only plain CSV is split here (see split_plain_csv_nb); anything else is left to the
+row-by-row reader in blis_sweep.trace_csv. The token-list grammar is that reader's
+(_INT_LIST): JSON whitespace, `[`, integers without leading zeros separated by commas,
+`]`; or `null` (an empty list).
 """
 import numpy as np
 from numba import njit
@@ -76,25 +78,28 @@ def scan_int_list_nb(data, start, end, out, pos, write):
 
 
 @njit(cache=True, error_model="numpy")
-def parse_token_lists_nb(in_data, in_offsets, out_data, out_offsets):
-    """Both token columns of n rows, in one pass -> (input lengths, output lengths, tokens packed
-    request by request as input then output, first row whose prefill list is not valid, same
-    for decode, first row with a number too long); row indices are -1 when there is none, and
-    the tokens are meaningful only when all three are -1."""
-    n = in_offsets.shape[0] - 1
+def parse_token_lists_nb(data, spans):
+    """The token lists of n rows in one pass: prefill in data[spans[r, 2]:spans[r, 3]], decode in
+    data[spans[r, 4]:spans[r, 5]] -> (input lengths, output lengths, tokens packed request by
+    request as input then output, first row whose prefill list is not valid, same for decode,
+    first row with a number too long); row indices are -1 when there is none, and the tokens
+    are meaningful only when all three are -1."""
+    n = spans.shape[0]
     in_len = np.zeros(n, dtype=np.int64)
     out_len = np.zeros(n, dtype=np.int64)
     bad_in = -1
     bad_out = -1
     too_long = -1
     # every token takes at least two bytes (a digit and a separator or bracket)
-    capacity = (in_offsets[n] - in_offsets[0] + out_offsets[n] - out_offsets[0]) // 2 + 2
+    capacity = 2
+    for r in range(n):
+        capacity += (spans[r, 3] - spans[r, 2] + spans[r, 5] - spans[r, 4]) // 2
     tokens = np.empty(capacity, dtype=np.int64)
     pos = 0
     for r in range(n):
-        a = scan_int_list_nb(in_data, in_offsets[r], in_offsets[r + 1], tokens, pos, True)
+        a = scan_int_list_nb(data, spans[r, 2], spans[r, 3], tokens, pos, True)
         pos += max(a, 0)
-        b = scan_int_list_nb(out_data, out_offsets[r], out_offsets[r + 1], tokens, pos, True)
+        b = scan_int_list_nb(data, spans[r, 4], spans[r, 5], tokens, pos, True)
         pos += max(b, 0)
         if a == INVALID and bad_in < 0:
             bad_in = r
@@ -105,3 +110,75 @@ def parse_token_lists_nb(in_data, in_offsets, out_data, out_offsets):
         in_len[r] = max(a, 0)
         out_len[r] = max(b, 0)
     return in_len, out_len, tokens[:pos], bad_in, bad_out, too_long
+
+
+@njit(cache=True, error_model="numpy")
+def split_plain_csv_nb(buf, start, final, n_columns):
+    """Rows of plain CSV text in buf[start:], each as the (start, end) byte spans of columns 0, 3 and 4.
+
+    Plain means: a quoted field is `"..."` with no quote inside, followed by a delimiter;
+    an unquoted field holds no quote; every row has n_columns fields; bytes are ASCII.
+    Blank lines are skipped. Returns (spans [rows, 6], rows, end of the last complete row,
+    plain); when `final` is false an incomplete last row is left for the next call.
+    """
+    n = buf.shape[0]
+    spans = np.empty(((n - start) // max(n_columns, 1) + 2, 6), dtype=np.int64)
+    rows = 0
+    k = start
+    while k < n:
+        c = buf[k]
+        if c == 10 or c == 13:  # blank line
+            k += 1
+            continue
+        row_start = k
+        field = 0
+        incomplete = False
+        while True:
+            if k < n and buf[k] == 34:  # quoted field
+                close = k + 1
+                while close < n and buf[close] != 34:
+                    if buf[close] >= 128:
+                        return spans, rows, row_start, False
+                    close += 1
+                if close >= n:
+                    if final:
+                        return spans, rows, row_start, False
+                    incomplete = True
+                    break
+                a, b = k + 1, close
+                k = close + 1
+                if k < n and buf[k] != 44 and buf[k] != 10 and buf[k] != 13:
+                    return spans, rows, row_start, False
+            else:
+                a = k
+                while k < n and buf[k] != 44 and buf[k] != 10 and buf[k] != 13:
+                    if buf[k] == 34 or buf[k] >= 128:
+                        return spans, rows, row_start, False
+                    k += 1
+                b = k
+            if k >= n and not final:
+                incomplete = True
+                break
+            if field == 0 or field == 3 or field == 4:
+                column = 0 if field == 0 else field - 2
+                spans[rows, 2 * column] = a
+                spans[rows, 2 * column + 1] = b
+            field += 1
+            if k < n and buf[k] == 44:
+                k += 1
+                continue
+            break
+        if incomplete:
+            return spans, rows, row_start, True
+        if field != n_columns:
+            return spans, rows, row_start, False
+        if k < n and buf[k] == 13:
+            if k + 1 >= n and not final:
+                return spans, rows, row_start, True  # "\r" of a "\r\n" split between chunks
+            k += 1
+            if k < n and buf[k] == 10:
+                k += 1
+        elif k < n:
+            k += 1
+        rows += 1
+    return spans, rows, k, True

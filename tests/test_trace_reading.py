@@ -74,16 +74,28 @@ ROWS = [
     '+1e-3,0,0,[],[7]\n',
     '0.1,1,1,[],[]\n',
     '0.1,1,1,"[1]","[2]"\n\xff\n',
+    '0.1,1,1,"[1]","[2]"\r',
+    '0.1,1,1,"[1]","[2]"',
+    '0.1,1,1,"[1]","[2]",\n',
+    '0.1,1,1,"","[2]"\n',
+    '0.1,1,1,"[1]","[2]"\n\n\r\n0.3,1,1,[5],[6]\n',
 ]
 
 
 @pytest.mark.parametrize("row", ROWS)
 @pytest.mark.parametrize("compress", [False, True])
 def test_readers_agree_on_odd_and_malformed_rows(tmp_path, row, compress):
-    path = write(tmp_path, '0,1,1,"[1]","[2]"\n' + row + '0.2,1,1,"[3]","[-4]"\n', compress=compress,
-                 name="t.csv.gz" if compress else "t.csv")
-    assert_same(path)
-    assert_same(path, horizon=150_000)
+    for last in ('0.2,1,1,"[3]","[-4]"\n', ""):
+        path = write(tmp_path, '0,1,1,"[1]","[2]"\n' + row + last, compress=compress,
+                     name="t.csv.gz" if compress else "t.csv")
+        assert_same(path)
+        assert_same(path, horizon=150_000)
+
+
+@pytest.mark.parametrize("header", ["", "\n" + HEADER, '"a",b,c,d,e\n', "a,b,c,d\n", "a,b,c,d,e\r\n", "a,b,c,d,e",
+                                    "a,b,c,d,\xe9\n"])
+def test_readers_agree_on_odd_headers(tmp_path, header):
+    assert_same(write(tmp_path, '0,1,1,"[1]","[2]"\n' if header.endswith("\n") else "", header=header))
 
 
 def test_a_plain_trace_is_read_column_wise(tmp_path):
@@ -93,7 +105,7 @@ def test_a_plain_trace_is_read_column_wise(tmp_path):
 
 
 def test_batches_join_seamlessly(tmp_path, monkeypatch):
-    """Many small batches (and quote scans across chunk borders) equal one batch."""
+    """Many small pieces (rows split across piece borders) equal one piece."""
     rng = np.random.default_rng(5)
     lines = []
     for k in range(300):
@@ -102,7 +114,6 @@ def test_batches_join_seamlessly(tmp_path, monkeypatch):
         lines.append(f'{k * 0.003:.6f},0,0,"[{ins}]","[{outs}]"\n')
     path = write(tmp_path, "".join(lines))
     whole = assert_same(path, columnar_used=True)
-    monkeypatch.setattr(trace_csv, "_BATCH_BYTES", 2048)
     monkeypatch.setattr(trace_csv, "_CHUNK_BYTES", 97)
     assert assert_same(path, columnar_used=True) == whole
     assert assert_same(path, horizon=450_000, columnar_used=True)[1] == whole[1][:151]
