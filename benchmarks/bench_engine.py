@@ -6,6 +6,7 @@ side by side (one process per configuration, as people run it today).
 
     python benchmarks/bench_engine.py [--configs 256] [--requests 500] [--instances 1]
                                       [--reference-binary PATH --reference-configs 8]
+    python benchmarks/bench_engine.py --long     # 16 configurations x 50,000 requests (engine_long_*)
 """
 from __future__ import annotations
 
@@ -139,7 +140,11 @@ def main() -> None:
     ap.add_argument("--reference-workload", choices=["traces", "distribution"], default="distribution")
     ap.add_argument("--json", action="store_true", help="print one JSON record")
     ap.add_argument("--record", action="store_true", help="append the record to benchmarks/history.jsonl")
+    ap.add_argument("--long", action="store_true",
+                    help="long runs: 16 configurations x 50,000 requests, one repeat (cost per request at scale)")
     args = ap.parse_args()
+    if args.long:
+        args.configs, args.requests, args.repeats = 16, 50_000, 1
 
     configs, workloads, wids, rates = sweep(args.configs, args.requests, args.instances)
     packed = pack_workloads(workloads)
@@ -160,7 +165,7 @@ def main() -> None:
     cpu = min(r[1] for r in runs)
     cores = os.cpu_count() or 1
     record = {
-        "benchmark": f"engine_{args.instances}inst", "configs": len(configs), "requests_per_config": args.requests,
+        "benchmark": f"engine_{'long_' if args.long else ''}{args.instances}inst", "configs": len(configs), "requests_per_config": args.requests,
         "instances": args.instances, "simulated_requests": simulated, "compile_s": round(compile_s, 3),
         "wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "cores": cores, "cpu": cpu_model(),
         "configs_per_s": len(configs) / wall, "requests_per_s": simulated / wall,

@@ -3,6 +3,8 @@
 Only comparable records count: same bench, sweep file, cold/warm cache and CPU model.
 A slowdown of more than --threshold (default 20%) in configurations/s or in simulated
 requests/s per core exits with status 1; otherwise 0 (also when there is no history yet).
+The compile benchmark compares compile seconds, the trace benchmark read speed and the
+peak memory of a run on a large trace (both: more than the threshold worse fails).
 
     python benchmarks/compare.py [--history benchmarks/history.jsonl] [--threshold 0.2]
 """
@@ -16,6 +18,11 @@ from pathlib import Path
 
 HISTORY = Path(__file__).resolve().parent / "history.jsonl"
 METRICS = ("configs_per_s", "requests_per_s_per_core")  # higher is better
+# benchmark kinds with their own figures: (metric, True when higher is better)
+KIND_METRICS = {
+    "compile": (("compile_s", False),),
+    "trace": (("read_requests_per_s", True), ("run_peak_mb", False)),
+}
 
 
 def load(path: Path) -> list[dict]:
@@ -56,14 +63,20 @@ def _compare_kind(grid: list[dict], threshold: float) -> tuple[int, list[str]]:
         return 0, [f"no earlier comparable record for {latest.get('spec')} (cold={latest.get('cold')}) on "
                    f"{latest.get('machine', {}).get('cpu')}; nothing to compare"]
     status, lines = 0, []
-    for metric in METRICS:
+    for metric, higher_is_better in KIND_METRICS.get(latest.get("bench"), [(m, True) for m in METRICS]):
         median = statistics.median(r[metric] for r in earlier)
         value = latest[metric]
-        slowdown = median / value - 1 if value > 0 else float("inf")
+        if higher_is_better:
+            slowdown = median / value - 1 if value > 0 else float("inf")
+            change = f"throughput {value / median - 1:+.1%}, time {slowdown:+.1%}"
+        else:
+            slowdown = value / median - 1 if median > 0 else float("inf")
+            change = f"{slowdown:+.1%}"
         flag = slowdown > threshold
         status |= flag
-        lines.append(f"{'SLOWER' if flag else 'ok':>6}  {metric}: latest {value:,.1f} vs median {median:,.1f} of "
-                     f"{len(earlier)} runs (throughput {value / median - 1:+.1%}, time {slowdown:+.1%})")
+        label = "SLOWER" if higher_is_better else "WORSE"
+        lines.append(f"{label if flag else 'ok':>6}  {metric}: latest {value:,.1f} vs median {median:,.1f} of "
+                     f"{len(earlier)} runs ({change})")
     return status, lines
 
 

@@ -1,4 +1,4 @@
-"""Command-line interface: `blis-sweep run | grid | curves`.
+"""Command-line interface: `blis-sweep run | grid | curves | warmup`.
 
 Bad input raises BlisError anywhere below; it reaches the user as one line on
 stderr with exit status 2, never as a traceback.
@@ -54,6 +54,17 @@ def run(ctx: typer.Context) -> None:
         print("interrupted", file=sys.stderr)
         raise typer.Exit(130) from None
     raise typer.Exit(code)
+
+
+@app.command()
+def warmup() -> None:
+    """Compile the simulation kernels now (once per installation), so that later commands start at once."""
+    from blis_sweep.engine import ensure_compiled, kernels_cached
+
+    cached = kernels_cached()
+    seconds = ensure_compiled()
+    if cached:
+        typer.echo(f"simulation kernels already compiled (loaded from the cache in {seconds:.1f} s)", err=True)
 
 
 from blis_sweep import grid_cli  # noqa: E402  (commands register on the app above)

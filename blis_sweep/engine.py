@@ -4,8 +4,12 @@
 """
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
+import numba
 import numpy as np
 
 from blis_sweep.sim_config import SimConfig
@@ -15,6 +19,11 @@ from blis_sweep.kernels.engine import simulate_batch_nb
 from blis_sweep.kernels.hashing import power_table_nb
 
 MAX_CAPACITY_RETRIES = 6
+# what a cold compile took on the 2-core development machine (benchmarks/bench_compile.py); the
+# message uses the last compile measured on this machine instead once there is one
+DEFAULT_COMPILE_S = 90
+_LAST_COMPILE_FILE = "last-compile-seconds"
+_kernels_ready = False
 
 
 def _keep_freed_memory_mapped() -> None:
@@ -154,6 +163,8 @@ def simulate(configs: list[SimConfig], workloads: list[Workload], workload_ids: 
 
     trace_k >= 0 records routing decisions with top-k counterfactual candidates.
     """
+    if not _kernels_ready:
+        ensure_compiled()
     packed = packed or pack_workloads(workloads)
     ci, cf = pack_configs(configs, workload_ids)
     ci[:, L.CI_TRACE_K] = trace_k
@@ -195,3 +206,60 @@ def _run_kernel(ci, cf, packed: PackedWorkloads, pow_table, n_inst, n_req, n_tra
                       packed.seq_off, packed.prefix_hash, packed.id_rank, pow_table, cluster, instances, *req,
                       *trace)
     return (cluster, instances, *req, *trace)
+
+
+# ---------------------------------------------------------------- compile once, say so
+def _cache_dir() -> Path:
+    return Path(numba.config.CACHE_DIR)
+
+
+def kernels_cached() -> bool:
+    """Whether Numba's on-disk cache already holds the compiled batch kernel for these sources."""
+    return any(_cache_dir().rglob("*simulate_batch_nb*.nbi"))
+
+
+def _expected_compile_s() -> int:
+    try:
+        return round(float((_cache_dir().parent / _LAST_COMPILE_FILE).read_text()))
+    except (OSError, ValueError):
+        return DEFAULT_COMPILE_S
+
+
+def ensure_compiled(announce: bool = True) -> float:
+    """Compile (or load from the on-disk cache) every kernel a command can use; seconds taken.
+
+    A cold compile is announced on stderr first, since it takes a minute or more
+    and happens only once per installation (and after a kernel change).
+    """
+    global _kernels_ready
+    cold = not kernels_cached()
+    if cold and announce:
+        print(f"compiling simulation kernels (one time, about {_expected_compile_s()} s)...", file=sys.stderr,
+              flush=True)
+    t0 = time.perf_counter()
+    _kernels_ready = True  # the warm-up run below goes through simulate()
+    _warm_up_run()
+    seconds = time.perf_counter() - t0
+    if cold:
+        try:
+            (_cache_dir().parent / _LAST_COMPILE_FILE).write_text(f"{seconds:.1f}\n")
+        except OSError:
+            pass
+        if announce:
+            print(f"compiled in {seconds:.0f} s; later commands start at once", file=sys.stderr, flush=True)
+    return seconds
+
+
+def _warm_up_run() -> None:
+    """Touch every kernel entry point once: trace parsing, prefix hashes, the batch simulation."""
+    import tempfile
+
+    from blis_sweep.trace_csv import read_trace
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "warmup.csv"
+        path.write_text('arrived_at,num_prefill_tokens,num_decode_tokens,prefill_tokens,decode_tokens\n'
+                        '0,2,2,"[1,2]","[3,4]"\n0.001,2,2,"[1,5]","[6,7]"\n')
+        workload = read_trace(path)
+    simulate([SimConfig(total_kv_blocks=64, alpha_coeffs=(1.0, 1.0, 1.0), beta_coeffs=(1.0, 1.0, 1.0))],
+             [workload], [0], per_request=True, per_instance=True)

@@ -62,12 +62,20 @@ def build_workload_from_packed(arrival_ticks, in_len, out_len, tokens, rate_per_
     np.cumsum(in_len + out_len, out=token_offsets[1:])
     seq_offset = token_offsets + np.arange(n + 1, dtype=np.int64)
     prefix = prefix_hashes_nb(np.ascontiguousarray(tokens, dtype=np.int64), seq_offset, token_offsets)
+    return build_workload_from_hashes(arrival_ticks, in_len, out_len, prefix, rate_per_s)
+
+
+def build_workload_from_hashes(arrival_ticks, in_len, out_len, prefix_hash, rate_per_s: float = 0.0) -> Workload:
+    """A Workload from prefix hashes already computed request by request (kernels.hashing layout)."""
+    n = in_len.shape[0]
+    seq_offset = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(in_len + out_len + 1, out=seq_offset[1:])
     return Workload(
         arrival_ticks=np.ascontiguousarray(arrival_ticks, dtype=np.int64),
         input_len=np.ascontiguousarray(in_len, dtype=np.int64),
         output_len=np.ascontiguousarray(out_len, dtype=np.int64),
         seq_offset=seq_offset,
-        prefix_hash=prefix,
+        prefix_hash=prefix_hash,
         id_rank=request_id_ranks(n),
         rate_per_s=rate_per_s,
     )

@@ -26,10 +26,10 @@ from .layout import (
     M_WAITING_END, N_METRICS, RF_ADMISSION_DECIDED, RF_REJECTED, RF_ROUTED, ROUTE_ALWAYS_BUSIEST, ROUTE_LEAST_LOADED,
     ROUTE_PREFIX_AFFINITY, ROUTE_WEIGHTED,
 )
-from .metrics import hol_blocking_nb, latency_block_nb, priority_inversions_nb
+from .metrics import hol_blocking_nb, itl_counts_nb, latency_block_nb, priority_inversions_nb
 from .state import (
     CEV_ADMISSION, CEV_ARRIVAL, CEV_ROUTING, CFS_BUCKET_LAST_REFILL, CFS_BUCKET_TOKENS,
-    CS_ARRIVED, CS_CHEAP_LEN, CS_ITL_N, CS_NODE_FREE, CS_NODE_TOP, CS_REJECTED, CS_ROUTED,
+    CS_ARRIVED, CS_CHEAP_LEN, CS_SL_N, CS_NODE_FREE, CS_NODE_TOP, CS_REJECTED, CS_ROUTED,
     CS_RR_COUNTER, CS_SEQ, CS_STATUS, EV_ARRIVAL, EV_QUEUED, EV_STEP, H_TIME, IF_KV_BLOCK_TICKS, IF_OFFLOAD_THRESHOLD,
     IF_TRANSFER_BANDWIDTH, IS_CPU_CAPACITY, IS_CPU_HITS, IS_CPU_MISSES, IS_OFFLOADS, IS_THRASHING,
     IS_MEMO_REQ, IS_TRANSFER_BASE_LATENCY,
@@ -38,6 +38,7 @@ from .state import (
     IS_PREEMPTIONS, IS_RB_LEN, IS_STEP_COUNT, IS_TOTAL_INPUT, IS_TOTAL_OUTPUT, IS_WQ_HEAD, IS_WQ_LEN,
     IS_WQ_SAMPLE_COUNT, IS_WQ_SAMPLE_SUM, K_REQ, K_TIME, N_B, N_CFS, N_CS, N_H, N_IF, N_IS, N_K, N_R,
     R_E2E, R_FIRST_TOKEN, R_FLAGS, R_INSTANCE, R_ITL_SUM, R_LATEST_BLOCK, R_MAP_LAST, R_SCHED_DELAY,
+    CS_SPAN_BASE, CS_SPAN_N, IS_LAST_ENTRY, N_SL, R_ITL_SPAN, R_SPANS,
 )
 
 INT64_MAX = np.iinfo(np.int64).max
@@ -149,14 +150,14 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
 
     # working memory grows with what the workload can touch, never with total_kv
     est_blocks = 0
-    est_itl = 0
+    est_steps = 0
     max_in = 1
     for r in range(n):
         est_blocks += 2 * ((in_len[r] + block_size - 1) // block_size) + (out_len[r] + block_size - 1) // block_size + 4
-        est_itl += out_len[r] + 2
+        est_steps += out_len[r] + 2  # steps that log inter-token latencies: at most one per record
         max_in = max(max_in, in_len[r])
     est_blocks *= scale
-    est_itl *= scale
+    est_steps *= scale
     block_cap = min(total_kv, est_blocks)
     heap_cap = (4 * n + 64) * scale
     wq_cap = 2 * n + 16
@@ -181,7 +182,8 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         np.zeros(max(n, 1)),
         np.zeros(max(n, 1), dtype=np.uint64),
         np.empty((2, est_blocks), dtype=np.int64),  # block-list nodes: (block, previous node)
-        np.empty((2, est_itl), dtype=np.int64),  # inter-token latencies: (value, request)
+        # step log of inter-token latencies, then the spans of them closed by preemption
+        np.empty((N_SL, est_steps + (n + 16) * scale), dtype=np.int64),
         np.zeros(N_CS, dtype=np.int64),
         np.zeros(N_CFS),
         np.empty(max_in // block_size + 1, dtype=np.int64),
@@ -201,7 +203,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     prio = borrowed_nb(owners[10])
     chash = borrowed_nb(owners[11])
     nodes = borrowed_nb(owners[12])
-    itl = borrowed_nb(owners[13])
+    slog = borrowed_nb(owners[13])
     cs = borrowed_nb(owners[14])
     cf = borrowed_nb(owners[15])
     cached_ids = borrowed_nb(owners[16])
@@ -222,6 +224,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         ist[i, IS_FREE_TAIL] = -1
         ist[i, IS_WQ_HEAD] = wq_cap // 2
         ist[i, IS_MEMO_REQ] = -1
+        ist[i, IS_LAST_ENTRY] = -1
         ht_val[i, ht_cap] = 0
         ist[i, IS_CPU_CAPACITY] = cfg_int[c, CI_KV_CPU_BLOCKS]
         ist[i, IS_TRANSFER_BASE_LATENCY] = cfg_int[c, CI_KV_TRANSFER_BASE_LATENCY]
@@ -231,7 +234,11 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         rq[r, R_MAP_LAST] = -1
         rq[r, R_LATEST_BLOCK] = -1
         rq[r, R_INSTANCE] = -1
+        rq[r, R_ITL_SPAN] = -1
+        rq[r, R_SPANS] = -1
     cs[CS_NODE_FREE] = -1
+    cs[CS_SPAN_BASE] = est_steps
+    cs[CS_SPAN_N] = est_steps
     cf[CFS_BUCKET_TOKENS] = cfg_float[c, CF_BUCKET_CAPACITY]
     pa_cap = _pow2_at_least_nb(2 * n + 16) if cfg_int[c, CI_ROUTING] == ROUTE_PREFIX_AFFINITY else 16
     pa_key = np.full((1, pa_cap), HT_EMPTY, dtype=np.uint64)
@@ -310,7 +317,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
                 on_queued_nb(heap, wq, ist, cs, i, r, t, in_len)
             elif kind == EV_STEP:
                 step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio,
-                        nodes, cs, chash, itl, i, t, arrival, in_len, out_len,
+                        nodes, cs, chash, slog, i, t, arrival, in_len, out_len,
                         ph, seq_off, id_rank, pow_table, cached_ids, lookup_ids,
                         memo_ids)
 
@@ -322,6 +329,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         return
 
     # ---- finalize: per-instance blocks, then the merged cluster block
+    itl_counts = itl_counts_nb(slog, cs[CS_SL_N], slog, rq, ist, n, n_inst)
     completed = 0
     total_in = 0
     total_out = 0
@@ -350,7 +358,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         if out_instances.shape[1] > i:
             row = out_instances[c, i]
             row[:] = np.nan
-            latency_block_nb(row, rq, out_len, itl, np.int64(cs[CS_ITL_N]), np.int64(i), np.int64(n),
+            latency_block_nb(row, rq, out_len, slog, itl_counts, np.int64(i), np.int64(n),
                              np.int64(ist[i, IS_COMPLETED]), np.int64(ist[i, IS_TOTAL_INPUT]),
                              np.int64(ist[i, IS_TOTAL_OUTPUT]), np.int64(ended))
             row[M_PREEMPTIONS] = ist[i, IS_PREEMPTIONS]
@@ -384,7 +392,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         inversions += inst_inversions
 
     row = out_cluster[c]
-    latency_block_nb(row, rq, out_len, itl, np.int64(cs[CS_ITL_N]), np.int64(-1), np.int64(n),
+    latency_block_nb(row, rq, out_len, slog, itl_counts, np.int64(-1), np.int64(n),
                      np.int64(completed), np.int64(total_in), np.int64(total_out), np.int64(sim_ended))
     row[M_PREEMPTIONS] = preemptions
     row[M_CACHE_HIT_RATE] = hit_rate_sum / float(n_inst)

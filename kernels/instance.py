@@ -19,13 +19,14 @@ from .layout import (
 )
 from .state import (
     B_IN_USE, B_NTOK, B_REF, R_LATEST_BLOCK, R_LATEST_NTOK, R_PEND_LEN, R_PEND_START,
-    CS_ITL_N, CS_STATUS, EV_ARRIVAL, EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP,
+    CS_SL_N, CS_SPAN_BASE, CS_SPAN_N, CS_STATUS, EV_ARRIVAL, EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP,
     IF_KV_BLOCK_TICKS, IS_COMPLETED, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_USED, IS_PEAK_KV,
     IS_CACHE_MISSES, IS_PENDING_TRANSFER, IS_PREEMPTION_HAPPENED, IS_PREEMPTIONS, IS_RB_LEN, IS_TIER_CLOCK,
     IS_STEP_COUNT, IS_STEP_DECODE_TOKENS,
     IS_STEP_MISS_TOKENS, IS_STEP_PENDING, IS_TOTAL_INPUT, IS_TOTAL_OUTPUT, IS_WQ_HEAD, IS_WQ_LEN,
     IS_WQ_SAMPLE_COUNT, IS_WQ_SAMPLE_SUM, R_COMPUTED, R_E2E, R_FIRST_TOKEN, R_FLAGS, R_ITL_SUM,
-    R_NUM_NEW, R_PROGRESS, R_SCHED_DELAY,
+    R_NUM_NEW, R_PROGRESS, R_SCHED_DELAY, IS_LAST_ENTRY, R_ITL_SPAN, R_SPANS, SL_INSTANCE, SL_RECORDS,
+    SL_VALUE, SP_END, SP_NEXT, SP_START,
 )
 from .step_time import blackbox_step_time_nb, roofline_step_time_nb
 
@@ -124,7 +125,7 @@ def on_queued_nb(heap, wq, ist, cs, i, r, now, in_len):
 # ---------------------------------------------------------------- step
 @njit(cache=True, error_model="numpy")
 def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
-                i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, lookup_ids):
+                i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, lookup_ids, spans):
     """Allocate for r, evicting from the batch tail until it fits (reference preempt())."""
     while True:
         if store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
@@ -139,6 +140,8 @@ def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, c
         ist[i, IS_PREEMPTIONS] += 1
         ist[i, IS_RB_LEN] -= 1
         victim = rb[i, ist[i, IS_RB_LEN]]
+        if not _close_itl_span_nb(ist, rq, cs, spans, i, victim):
+            return False
         push_event_nb(heap, ist, cs, i, now, np.int64(EV_PREEMPTION), np.int64(victim))
         rq[victim, R_PROGRESS] = 0
         store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash, i, victim)
@@ -147,10 +150,30 @@ def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, c
             return False
 
 
+@njit(cache=True, error_model="numpy")
+def _close_itl_span_nb(ist, rq, cs, spans, i, r):
+    """Keep r's current span of inter-token latencies (it decoded in every step of instance i
+    since it began, up to the instance's latest entry) on its list; False when the list is full."""
+    start = rq[r, R_ITL_SPAN]
+    if start < 0:
+        return True
+    k = cs[CS_SPAN_N]
+    if k >= spans.shape[1]:
+        cs[CS_STATUS] = 1
+        return False
+    spans[SP_START, k] = start
+    spans[SP_END, k] = ist[i, IS_LAST_ENTRY]
+    spans[SP_NEXT, k] = rq[r, R_SPANS]
+    rq[r, R_SPANS] = k
+    cs[CS_SPAN_N] = k + 1
+    rq[r, R_ITL_SPAN] = -1
+    return True
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes,
                          cs, chash, i, now, in_len, out_len, ph, seq_off, pow_table, n_snap,
-                         budget, lookup_ids):
+                         budget, lookup_ids, spans):
     """First half of makeRunningBatch: budget and KV for the requests already running.
 
     Kept small and separate so the per-token decode path compiles tightly.
@@ -169,7 +192,7 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
             n_new = min(n_new, budget)
             if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs,
                                chash, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
-                               lookup_ids):
+                               lookup_ids, spans):
                 break
             budget -= n_new
             ist[i, IS_STEP_MISS_TOKENS] += n_new
@@ -199,7 +222,7 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
                     rq[r, R_LATEST_NTOK] = 1
                 elif cs[CS_STATUS] != 0 or not _preempt_nb(
                         heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
-                        i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, lookup_ids):
+                        i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, lookup_ids, spans):
                     # no free block: the full path (CPU-tier reload, or preemption)
                     break
             budget -= 1
@@ -210,20 +233,8 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _record_itl_nb(itl, rq, cs, r, n_itl, value):
-    """Append one inter-token latency of request r; -1 (and the capacity status) when full."""
-    if n_itl >= itl.shape[1]:
-        cs[CS_STATUS] = 1
-        return -1
-    itl[0, n_itl] = value
-    itl[1, n_itl] = r
-    rq[r, R_ITL_SUM] += value
-    return n_itl + 1
-
-
-@njit(cache=True, error_model="numpy", inline="always")
 def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, nodes,
-            cs, chash, itl, i, now, arrival, in_len, out_len, ph, seq_off,
+            cs, chash, slog, i, now, arrival, in_len, out_len, ph, seq_off,
             id_rank, pow_table, cached_ids, lookup_ids, memo_ids):
     """One reference Step() at time `now` on instance i."""
     ist[i, IS_STEP_COUNT] += 1
@@ -262,7 +273,7 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
     if n_snap > 0:
         budget, decode_tokens = _schedule_running_nb(
             cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
-            i, now, in_len, out_len, ph, seq_off, pow_table, n_snap, budget, lookup_ids)
+            i, now, in_len, out_len, ph, seq_off, pow_table, n_snap, budget, lookup_ids, slog)
         ist[i, IS_STEP_DECODE_TOKENS] += decode_tokens
     if cs[CS_STATUS] != 0:
         return
@@ -318,7 +329,9 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
     ifl[i, IF_KV_BLOCK_TICKS] += float(used) * float(advance)
 
     block_size = cfg_int[c, 1]
-    n_itl = cs[CS_ITL_N]
+    # this step's inter-token latencies all equal token_time: one step-log entry counts them
+    entry = cs[CS_SL_N]
+    n_records = 0
     n_out = 0
     n_left = 0
     for k in range(n_batch):
@@ -331,9 +344,10 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
         else:
             progress += 1
             n_out += 1
-            n_itl = _record_itl_nb(itl, rq, cs, r, n_itl, token_time)
-            if n_itl < 0:
-                return
+            n_records += 1
+            rq[r, R_ITL_SUM] += token_time
+            if rq[r, R_ITL_SPAN] < 0:
+                rq[r, R_ITL_SPAN] = entry
             if progress == n_in + 1:
                 # first decode step since the (last) prefill; the mark is sticky
                 rq[r, R_FLAGS] |= RF_HAS_ITL
@@ -346,10 +360,8 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
             rb[i, n_left] = r
             n_left += 1
             continue
-        n_itl = _record_itl_nb(itl, rq, cs, r, n_itl, token_time)
-        if n_itl < 0:
-            return
-        cs[CS_ITL_N] = n_itl
+        n_records += 1
+        rq[r, R_ITL_SUM] += token_time
         if out_len[r] > 0 and not try_append_decode_token_nb(
                 blk, bhash, ht_key, ht_val, rq, chash, i, r, ph, seq_off[r],
                 progress, pow_table, block_size):
@@ -365,7 +377,15 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
         push_event_nb(heap, ist, cs, i, now + advance, np.int64(EV_REQUEST_LEFT), np.int64(r))
         rq[r, R_E2E] = rq[r, R_FIRST_TOKEN] + rq[r, R_ITL_SUM]
         rq[r, R_FLAGS] |= RF_COMPLETED
-    cs[CS_ITL_N] = n_itl
+    if n_records > 0:
+        if entry >= cs[CS_SPAN_BASE]:
+            cs[CS_STATUS] = 1
+            return
+        slog[SL_VALUE, entry] = token_time
+        slog[SL_INSTANCE, entry] = i
+        slog[SL_RECORDS, entry] = n_records
+        cs[CS_SL_N] = entry + 1
+        ist[i, IS_LAST_ENTRY] = entry
     ist[i, IS_TOTAL_OUTPUT] += n_out
     ist[i, IS_RB_LEN] = n_left
     if n_left > 0:

@@ -11,10 +11,13 @@ from .layout import (
     M_ITL_P50, M_ITL_P90, M_ITL_P95, M_ITL_P99, M_RESPONSES_PER_SEC, M_SCHED_DELAY_MEAN,
     M_SCHED_DELAY_P99, M_SIM_ENDED_TICKS, M_TOKENS_PER_SEC, M_TOTAL_INPUT_TOKENS,
     M_TOTAL_OUTPUT_TOKENS, M_TPOT_MEAN, M_TPOT_P50, M_TPOT_P90, M_TPOT_P99, M_TTFT_COUNT,
-    M_TTFT_MEAN, M_TTFT_P50, M_TTFT_P90, M_TTFT_P95, M_TTFT_P99, RF_COMPLETED, RF_HAS_ITL, RF_HAS_TTFT,
+    M_TTFT_MEAN, M_TTFT_P50, M_TTFT_P90, M_TTFT_P95, M_TTFT_P99, RF_COMPLETED, RF_HAS_TTFT,
     RF_SCHEDULED,
 )
-from .state import R_E2E, R_FIRST_TOKEN, R_FLAGS, R_INSTANCE, R_ITL_SUM, R_SCHED_DELAY
+from .state import (
+    IS_LAST_ENTRY, R_E2E, R_FIRST_TOKEN, R_FLAGS, R_INSTANCE, R_ITL_SPAN, R_ITL_SUM, R_SCHED_DELAY, R_SPANS,
+    SL_INSTANCE, SL_RECORDS, SL_VALUE, SP_END, SP_NEXT, SP_START,
+)
 
 
 @njit(cache=True, error_model="numpy")
@@ -44,20 +47,18 @@ def mean_ms_nb(sorted_values):
 
 
 @njit(cache=True, error_model="numpy")
-def _value_at_rank_nb(lo_value, cumulative, rank):
-    """The rank-th smallest (0-based) value, from cumulative counts over lo_value.. ."""
-    return lo_value + np.searchsorted(cumulative, rank, side="right")
+def itl_order_stats_nb(values, counts, out):
+    """Mean and percentiles of the inter-token latencies: counts[k] of them equal values[k].
 
-
-@njit(cache=True, error_model="numpy")
-def itl_order_stats_nb(values, out):
-    """Mean and percentiles of the inter-token latencies (integer ticks).
-
-    There are as many ITLs as output tokens, but few distinct values (one per step),
-    so a counting sort replaces a full sort. The mean is exact: a float sum of
-    integers below 2**53 in sorted order equals the integer sum.
+    The run logs one value per step with how many requests recorded it (a few per
+    step instead of one per output token). Ranks are read off cumulative counts in
+    value order; the mean is exact (an integer sum below 2**63, divided once).
     """
-    n = values.shape[0]
+    n = 0
+    total = 0
+    for k in range(values.shape[0]):
+        n += counts[k]
+        total += values[k] * counts[k]
     if n == 0:
         out[M_ITL_MEAN] = np.nan
         out[M_ITL_P50] = np.nan
@@ -65,35 +66,59 @@ def itl_order_stats_nb(values, out):
         out[M_ITL_P95] = np.nan
         out[M_ITL_P99] = np.nan
         return
-    lo = values.min()
-    hi = values.max()
-    total = 0
-    for k in range(n):
-        total += values[k]
     out[M_ITL_MEAN] = (float(total) / float(n)) / 1000
-    if hi - lo > 4 * n + 4096:
-        s = np.sort(values).astype(np.float64)
-        out[M_ITL_P50] = percentile_ms_nb(s, 50.0)
-        out[M_ITL_P90] = percentile_ms_nb(s, 90.0)
-        out[M_ITL_P95] = percentile_ms_nb(s, 95.0)
-        out[M_ITL_P99] = percentile_ms_nb(s, 99.0)
-        return
-    counts = np.zeros(hi - lo + 1, dtype=np.int64)
-    for k in range(n):
-        counts[values[k] - lo] += 1
-    cumulative = np.cumsum(counts)
+    order = np.argsort(values)
+    sorted_values = values[order]
+    cumulative = np.cumsum(counts[order])
     idx = (M_ITL_P50, M_ITL_P90, M_ITL_P95, M_ITL_P99)
     ps = (50.0, 90.0, 95.0, 99.0)
     for j in range(4):
         rank = ps[j] / 100.0 * float(n - 1)
         lo_rank = int(np.floor(rank))
         hi_rank = int(np.ceil(rank))
-        lo_val = float(_value_at_rank_nb(lo, cumulative, lo_rank))
+        # the value of 0-based rank k: the first whose cumulative count exceeds k
+        lo_val = float(sorted_values[np.searchsorted(cumulative, lo_rank, side="right")])
         if lo_rank == hi_rank:
             out[idx[j]] = lo_val / 1000
         else:
-            hi_val = float(_value_at_rank_nb(lo, cumulative, hi_rank))
+            hi_val = float(sorted_values[np.searchsorted(cumulative, hi_rank, side="right")])
             out[idx[j]] = lo_val / 1000 + (hi_val - lo_val) * (rank - float(lo_rank)) / 1000
+
+
+@njit(cache=True, error_model="numpy")
+def itl_counts_nb(slog, n_entries, spans, rq, ist, n_req, n_inst):
+    """Per step-log entry, the inter-token latencies recorded there by requests that completed.
+
+    Every record counts except those of requests that never completed: their spans
+    (closed by preemption, and the open one, which runs to their instance's latest
+    entry) are subtracted, with a running count per instance over the entries.
+    """
+    counts = slog[SL_RECORDS, :n_entries].copy()
+    span_start = np.empty(0, dtype=np.int64)
+    span_end = np.empty(0, dtype=np.int64)
+    for r in range(n_req):
+        if rq[r, R_FLAGS] & RF_COMPLETED or (rq[r, R_ITL_SPAN] < 0 and rq[r, R_SPANS] < 0):
+            continue
+        if span_start.shape[0] == 0:
+            span_start = np.zeros(n_entries, dtype=np.int64)
+            span_end = np.zeros(n_entries, dtype=np.int64)
+        if rq[r, R_ITL_SPAN] >= 0:
+            span_start[rq[r, R_ITL_SPAN]] += 1
+            span_end[ist[rq[r, R_INSTANCE], IS_LAST_ENTRY]] += 1
+        k = rq[r, R_SPANS]
+        while k >= 0:
+            span_start[spans[SP_START, k]] += 1
+            span_end[spans[SP_END, k]] += 1
+            k = spans[SP_NEXT, k]
+    if span_start.shape[0] == 0:
+        return counts
+    active = np.zeros(n_inst, dtype=np.int64)
+    for e in range(n_entries):
+        i = slog[SL_INSTANCE, e]
+        active[i] += span_start[e]
+        counts[e] -= active[i]
+        active[i] -= span_end[e]
+    return counts
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -102,7 +127,7 @@ def _selected_nb(rq, r, instance):
 
 
 @njit(cache=True, error_model="numpy")
-def latency_block_nb(out, rq, out_len, itl, itl_n, instance, n_req,
+def latency_block_nb(out, rq, out_len, slog, itl_counts, instance, n_req,
                      completed, total_in, total_out, sim_ended):
     """Fill one metrics block over the requests of `instance` (or all when instance < 0)."""
     ttft = np.empty(n_req)
@@ -129,26 +154,16 @@ def latency_block_nb(out, rq, out_len, itl, itl_n, instance, n_req,
         if flags & RF_SCHEDULED:
             sched[n_sched] = float(rq[r, R_SCHED_DELAY])
             n_sched += 1
-    # ITLs count only for completed requests; when none is unfinished (the usual end of
-    # a run) and all instances are wanted, the recorded ITLs are used as they are
-    unfinished = False
-    for r in range(n_req):
-        if rq[r, R_FLAGS] & (RF_COMPLETED | RF_HAS_ITL) == RF_HAS_ITL:
-            unfinished = True
-            break
-    if instance < 0 and not unfinished:
-        itl_ints = itl[0, :itl_n]
-    else:
-        n_itl = 0
-        for k in range(itl_n):
-            if rq[itl[1, k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl[1, k], instance):
-                n_itl += 1
-        itl_ints = np.empty(n_itl, dtype=np.int64)
-        n_itl = 0
-        for k in range(itl_n):
-            if rq[itl[1, k], R_FLAGS] & RF_COMPLETED and _selected_nb(rq, itl[1, k], instance):
-                itl_ints[n_itl] = itl[0, k]
-                n_itl += 1
+    # ITLs of completed requests only (itl_counts, see kernels.engine), of this instance
+    n_entries = itl_counts.shape[0]
+    itl_values = np.empty(n_entries, dtype=np.int64)
+    itl_n = np.empty(n_entries, dtype=np.int64)
+    m = 0
+    for e in range(n_entries):
+        if itl_counts[e] > 0 and (instance < 0 or slog[SL_INSTANCE, e] == instance):
+            itl_values[m] = slog[SL_VALUE, e]
+            itl_n[m] = itl_counts[e]
+            m += 1
     ttft_s = np.sort(ttft[:n_ttft])
     e2e_s = np.sort(e2e[:n_e2e])
     tpot_s = np.sort(tpot[:n_e2e])
@@ -173,7 +188,7 @@ def latency_block_nb(out, rq, out_len, itl, itl_n, instance, n_req,
     out[M_TTFT_P90] = percentile_ms_nb(ttft_s, 90.0)
     out[M_TTFT_P95] = percentile_ms_nb(ttft_s, 95.0)
     out[M_TTFT_P99] = percentile_ms_nb(ttft_s, 99.0)
-    itl_order_stats_nb(itl_ints, out)
+    itl_order_stats_nb(itl_values[:m], itl_n[:m], out)
     # TPOT is the reference's per-request "ITL" (microseconds per output token after the first)
     out[M_TPOT_MEAN] = mean_ms_nb(tpot_s)
     out[M_TPOT_P50] = percentile_ms_nb(tpot_s, 50.0)
@@ -184,9 +199,40 @@ def latency_block_nb(out, rq, out_len, itl, itl_n, instance, n_req,
 
 
 @njit(cache=True, error_model="numpy")
+def count_inversions_nb(arrival, e2e):
+    """Pairs a before b in arrival order (ties: index order) with e2e[a] > 2 * e2e[b].
+
+    The same count as comparing all pairs, in O(n log n): walk the requests in arrival
+    order and ask a Fenwick tree over the ranks of the E2E values how many earlier
+    requests exceed twice the current one.
+    """
+    count = arrival.shape[0]
+    if count < 2:
+        return 0
+    order = np.argsort(arrival, kind="mergesort")
+    ranked = np.sort(e2e)
+    tree = np.zeros(count + 1, dtype=np.int64)
+    inversions = 0
+    for seen in range(count):
+        value = e2e[order[seen]]
+        # earlier requests with e2e <= 2 * value: a prefix of the ranks
+        k = np.searchsorted(ranked, value * 2.0, side="right")
+        not_above = 0
+        while k > 0:
+            not_above += tree[k]
+            k -= k & -k
+        inversions += seen - not_above
+        k = np.searchsorted(ranked, value, side="left") + 1
+        while k <= count:
+            tree[k] += 1
+            k += k & -k
+    return inversions
+
+
+@njit(cache=True, error_model="numpy")
 def priority_inversions_nb(rq, arrival, instance, n_req):
-    """Pairs (earlier arrival, later arrival) on one instance where the earlier one's
-    E2E exceeds twice the later one's (the reference's anomaly heuristic)."""
+    """Pairs (earlier arrival, later arrival) of completed requests on one instance where the
+    earlier one's E2E exceeds twice the later one's (the reference's anomaly heuristic)."""
     count = 0
     for r in range(n_req):
         if rq[r, R_INSTANCE] == instance and rq[r, R_FLAGS] & RF_COMPLETED:
@@ -201,15 +247,7 @@ def priority_inversions_nb(rq, arrival, instance, n_req):
             arr[k] = arrival[r]
             e2e[k] = float(rq[r, R_E2E])
             k += 1
-    order = np.argsort(arr, kind="mergesort")
-    sorted_e2e = e2e[order]
-    inversions = 0
-    for a in range(count - 1):
-        ea = sorted_e2e[a]
-        for b in range(a + 1, count):
-            if ea > sorted_e2e[b] * 2.0:
-                inversions += 1
-    return inversions
+    return count_inversions_nb(arr, e2e)
 
 
 @njit(cache=True, error_model="numpy")

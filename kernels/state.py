@@ -47,7 +47,8 @@ IS_TRANSFER_BASE_LATENCY = 35
 IS_MEMO_REQ = 36
 IS_MEMO_VERSION = 37
 IS_MEMO_COUNT = 38
-N_IS = 39
+IS_LAST_ENTRY = 39  # the instance's latest entry in the step log (-1: none yet)
+N_IS = 40
 
 # ---- instance floats: ifl[i, IF_*]
 IF_KV_BLOCK_TICKS = 0
@@ -115,12 +116,16 @@ R_SCHED_DELAY = 10
 R_INSTANCE = 11
 R_MAP_LAST = 12  # last node of the request's block list, -1 when the map has no entry
 R_E2E = 13
+# inter-token latencies are logged per step (see SL_*): a request records one in every step
+# of its instance while it decodes, so its records are spans of that instance's entries
+R_ITL_SPAN = 14  # step-log entry where its current span began (-1: not decoding)
+R_SPANS = 15  # head of its list of spans closed by preemption (-1: none)
 N_R = 16
 
 # ---- configuration scalars: cs[CS_*]
 CS_NODE_FREE = 0
 CS_NODE_TOP = 1
-CS_ITL_N = 2
+CS_SL_N = 2  # entries in the step log
 CS_STATUS = 3
 CS_CLOCK = 4
 CS_SEQ = 5
@@ -130,7 +135,21 @@ CS_ARRIVED = 8
 CS_ROUTED = 9
 CS_CHEAP_LEN = 10
 CS_PA_COUNT = 11
-N_CS = 12
+CS_SPAN_BASE = 12  # closed spans live in the step log's array from this column on
+CS_SPAN_N = 13  # next free column for a closed span
+N_CS = 14
+
+# ---- step log: slog[SL_*, entry], one entry per step that recorded inter-token latencies
+SL_VALUE = 0  # the step's inter-token latency (every record of a step has the same value)
+SL_INSTANCE = 1
+SL_RECORDS = 2  # records made (decode tokens plus completions)
+N_SL = 3
+
+# ---- closed spans: spans[SP_*, k], columns CS_SPAN_BASE.. of the step log's array
+SP_START = 0
+SP_END = 1
+SP_NEXT = 2
+N_SP = 3
 
 # ---- configuration floats: cf[CFS_*]
 CFS_BUCKET_TOKENS = 0

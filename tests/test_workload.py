@@ -51,7 +51,7 @@ def test_horizon_stops_at_first_later_row():
 
 
 def test_tick_equal_to_horizon_is_kept_and_rows_after_the_stop_are_not_parsed(tmp_path):
-    path = write_trace(tmp_path, '0.5,1,1,"[1]","[2]"\n1.0,1,1,"[3]","[4]"\n2.0,1,1,garbage,[x\n0.1,1,1,"[5]","[6]"\n')
+    path = write_trace(tmp_path, '0.5,1,1,"[1]","[2]"\n1.0,1,1,"[3]","[4]"\n2.0,1,1,garbage,[x\n3.0,1,1,"[5]","[6]"\n')
     assert read_trace(path, horizon=1_000_000).num_requests == 2
     assert read_trace(path, horizon=999_999).num_requests == 1
 
