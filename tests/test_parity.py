@@ -71,7 +71,9 @@ def test_fitness_anomalies_and_trace_summary_match(case_run):
     anomalies = case.get("anomalies")
     if anomalies and any(anomalies.values()):
         got = sections["Anomaly Counters"]
-        assert int(got["Priority Inversions"]) == anomalies["priority_inversions"]
+        # where the reference's own count varies between runs (equal arrival times), any value it printed
+        allowed = case.get("anomaly_alternatives", {}).get("priority_inversions", [anomalies["priority_inversions"]])
+        assert int(got["Priority Inversions"]) in allowed
         assert int(got["HOL Blocking Events"]) == anomalies["hol_blocking_events"]
         assert int(got["Rejected Requests"]) == anomalies["rejected_requests"]
     else:
