@@ -50,7 +50,7 @@ DIST_FIELDS = {  # the reference's distribution flags and their defaults
     "prompt_tokens": 512, "prompt_tokens_stdev": 256, "prompt_tokens_min": 2, "prompt_tokens_max": 7000,
     "output_tokens": 512, "output_tokens_stdev": 256, "output_tokens_min": 2, "output_tokens_max": 7000,
 }
-WORKLOAD_KINDS = ("preset", "distribution", "trace")
+WORKLOAD_KINDS = ("preset", "distribution", "trace", "spec")
 LATENCY_MODELS = ("blackbox", "roofline")
 ARRIVALS = ("constant", "poisson")
 
@@ -160,6 +160,8 @@ def _workload(v, ctx, path=(), lines=None):
             return {"preset": _choice(ctx.presets)(value, ctx)}
         if kind == "trace":
             return {"trace": _path(value, ctx)}
+        if kind == "spec":  # a workload-spec YAML (workload_spec.py); axes may set fields inside it
+            return {"spec": _path(value, ctx)}
     except _Bad as exc:
         raise _Located(path + (kind,), str(exc)) from None
     return {"distribution": _distribution(value, ctx, path + (kind,), lines)}
@@ -374,6 +376,8 @@ def _override_workload(workload: dict, key: str, value, line: int, source: str) 
                         f"is a {have} ({plain(workload)})")
     if kind in ("preset", "trace"):
         return {kind: value}
+    if kind == "spec":  # `workload.spec.clients.0.rate_fraction` -> set["clients.0.rate_fraction"]
+        return {"spec": workload["spec"], "set": {**workload.get("set", {}), ".".join(parts[2:]): value}}
     inner = dict(workload["distribution"])
     inner[parts[2]] = value
     return {"distribution": inner}
@@ -436,6 +440,10 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
                 return _choice(ctx.presets)(value, ctx)
             if sub[1] == "trace":
                 return _path(value, ctx)
+            if sub[1] == "spec":  # checked with the spec file, in grid_resolve
+                if isinstance(value, (dict, list)) or value is None:
+                    raise _Bad(f"must be a number or a name, got {value!r}")
+                return value
             return _int(0)(value, ctx)
         except _Bad as exc:
             fail(path, str(exc))
@@ -464,9 +472,9 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
     for key, values in axes_raw.items():
         if key == "seed":
             fail(("axes", key), "use `seeds:` or `replicates:` to vary the seed")
-        if key not in allowed_axes:
+        if key not in allowed_axes and not (key.startswith("workload.spec.") and len(key) > len("workload.spec.")):
             fail(("axes", key), f"unknown axis (allowed: any base key, or workload.preset, workload.trace, "
-                                f"workload.distribution.<field>; base keys: {', '.join(allowed_axes[:len(BASE_KEYS) - 1])})")
+                                f"workload.distribution.<field>, workload.spec.<field path>; base keys: {', '.join(allowed_axes[:len(BASE_KEYS) - 1])})")
         if not isinstance(values, list):
             fail(("axes", key), f"must be a list of values, got {values!r}")
         if not values:

@@ -231,8 +231,8 @@ _CLIENT = ("id", "tenant_id", "slo_class", "rate_fraction", "arrival", "input_di
 
 def load_workload_spec(path: str | Path, source: str | None = None, overrides: tuple = (),
                        base_dir: Path | None = None) -> WorkloadSpec:
-    """Read, decode and validate a spec file. `overrides`: ((dotted path, value, where), ...) set
-    before decoding (sweep axes such as `clients.0.rate_fraction`); `where` names the setting's origin.
+    """Read, decode and validate a spec file. `overrides`: ((dotted path, value), ...) set before
+    decoding (sweep axes such as `clients.0.rate_fraction`).
     base_dir: where a ServeGen `path` resolves (default: the spec's folder; `run` uses its cwd)."""
     path = Path(path)
     source = source or str(path)
@@ -241,8 +241,8 @@ def load_workload_spec(path: str | Path, source: str | None = None, overrides: t
     except (OSError, UnicodeDecodeError) as exc:
         raise BlisError(f"cannot read workload spec {source}: {exc.strerror or exc}") from None
     root = _nodes(text, source)
-    for dotted, value, where in overrides:
-        root = _override(root, dotted, value, where, source)
+    for dotted, value in overrides:
+        root = _override(root, dotted, value, source)
     return parse_workload_spec(root, source, base_dir if base_dir is not None else path.resolve().parent)
 
 
@@ -482,24 +482,24 @@ def _empirical(dec: _Decoder, path: str, where: str, items: list, file: str, anc
 
 # ----------------------------------------------------------------------------- overrides (sweep axes)
 
-def _override(root: _Node | None, dotted: str, value, where: str, source: str) -> _Node:
+def _override(root: _Node | None, dotted: str, value, source: str) -> _Node:
     """Set `dotted` (e.g. `aggregate_rate`, `clients.1.arrival.cv`) to a plain value."""
     if root is None:
         root = _Node("map", 1, {})
     parts = dotted.split(".")
     node = root
     for part in parts[:-1]:
-        node = _child(node, part, dotted, where, source)
+        node = _child(node, part, dotted, source)
     last = parts[-1]
     leaf = _plain_node(value, node.line)
     if node.kind == "seq":
         if not part_is_index(last) or int(last) >= len(node.value):
-            raise BlisError(f"{where}: {dotted}: {source} has no item {last} there")
+            raise BlisError(f"{dotted}: {source} has no item {last} there")
         node.value[int(last)] = leaf
     elif node.kind == "map":
         node.value[last] = leaf
     else:
-        raise BlisError(f"{where}: {dotted}: {source} has a value, not a mapping, before {last!r}")
+        raise BlisError(f"{dotted}: {source} has a value, not a mapping, before {last!r}")
     return root
 
 
@@ -507,14 +507,14 @@ def part_is_index(part: str) -> bool:
     return part.isdigit()
 
 
-def _child(node: _Node, part: str, dotted: str, where: str, source: str) -> _Node:
+def _child(node: _Node, part: str, dotted: str, source: str) -> _Node:
     if node.kind == "seq":
         if not part_is_index(part) or int(part) >= len(node.value):
-            raise BlisError(f"{where}: {dotted}: {source} has no item {part} there "
+            raise BlisError(f"{dotted}: {source} has no item {part} there "
                             f"({len(node.value)} items)")
         return node.value[int(part)]
     if node.kind != "map":
-        raise BlisError(f"{where}: {dotted}: {source} has a value, not a mapping, before {part!r}")
+        raise BlisError(f"{dotted}: {source} has a value, not a mapping, before {part!r}")
     if part not in node.value or (node.value[part].kind == "scalar" and node.value[part].value is None):
         node.value[part] = _Node("map", node.line, {})
     return node.value[part]

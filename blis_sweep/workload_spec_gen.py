@@ -168,17 +168,37 @@ def arrival_params(client: ClientSpec, rate_per_us: float) -> tuple[int, float, 
 
 # ----------------------------------------------------------------------------- generation
 
-def generate_spec_workload(spec: WorkloadSpec, run_horizon: int) -> Workload:
-    """The requests the reference's `run --workload-spec` simulates (those arriving by run_horizon)."""
+def sweep_spec(workload: dict, seed: int, rate: float | None) -> WorkloadSpec:
+    """The spec of a sweep point `{spec: path, set: {dotted field: value}}`: the sweep's seed replaces the
+    spec's, and `rate` (when given) its aggregate_rate."""
+    from blis_sweep.workload_spec import load_workload_spec
+
+    overrides = [(key, value) for key, value in workload.get("set", {}).items()]
+    overrides.append(("seed", seed))
+    if rate is not None:
+        overrides.append(("aggregate_rate", rate))
+    return load_workload_spec(workload["spec"], overrides=tuple(overrides))
+
+
+def prepare_spec(spec: WorkloadSpec, run_horizon: int) -> tuple[WorkloadSpec, int, list[float]]:
+    """(spec with its ServeGen clients loaded, generation horizon, rates per µs); checks that generation
+    ends and stays within bounds. Nothing is loaded when the horizon is <= 0 (no requests, as the reference)."""
     horizon = spec.generation_horizon(run_horizon)
     if horizon <= 0:
-        return _pack([], [], run_horizon, spec.aggregate_rate)
+        return spec, horizon, []
     if spec.servegen is not None and not spec.clients:
         from blis_sweep.workload_servegen import servegen_clients
         spec = servegen_clients(spec)
-    fractions = client_rates(spec.clients)
-    rates = [spec.aggregate_rate * f / 1e6 for f in fractions]
+    rates = [spec.aggregate_rate * f / 1e6 for f in client_rates(spec.clients)]
     _check_size(spec, rates, horizon)
+    return spec, horizon, rates
+
+
+def generate_spec_workload(spec: WorkloadSpec, run_horizon: int) -> Workload:
+    """The requests the reference's `run --workload-spec` simulates (those arriving by run_horizon)."""
+    spec, horizon, rates = prepare_spec(spec, run_horizon)
+    if horizon <= 0:
+        return _pack([], [], run_horizon, spec.aggregate_rate)
 
     cooked, kn, wn, fn = go_tables()
     ke, we, fe = go_exp_tables()
