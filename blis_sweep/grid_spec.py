@@ -40,6 +40,7 @@ from blis_sweep.errors import BlisError
 from blis_sweep.metric_columns import METRIC_COLUMNS
 from blis_sweep.steady_state import (Attainment, SettingError, SteadySettings, parse_attainment,
                                      parse_steady_settings)
+from blis_sweep.slo_classes import CLASS_COLUMN_NAMES, parse_class_slo
 from blis_sweep.sim_config import ADMISSION_NAMES, PRIORITY_NAMES, ROUTING_NAMES, SCHEDULER_NAMES
 from blis_sweep.yaml_positions import Positions, load_yaml_file_with_positions, load_yaml_with_positions
 
@@ -268,6 +269,7 @@ class GridSpec:
     steady: SteadySettings = field(default_factory=SteadySettings)  # `steady_state:` block
     attainment: Attainment | None = None  # `slo: {attainment: {...}}`
     search: dict | None = None  # raw `search:` block (checked by `capacity`)
+    class_slo: dict = field(default_factory=dict)  # `slo: {realtime: {ttft_p99_ms: 200}, ...}` (slo_classes.py)
 
     @property
     def num_points(self) -> int:
@@ -338,7 +340,8 @@ class GridSpec:
             "axes": axes,
             "zip": [list(g.keys) for g in self.groups if len(g.keys) > 1],
             "seeds": list(self.seeds),
-            "slo": dict(self.slo, **({"attainment": self.attainment.as_dict()} if self.attainment else {})),
+            "slo": dict(self.slo, **({"attainment": self.attainment.as_dict()} if self.attainment else {}),
+                        **self.class_slo),
             "steady_state": self.steady.as_dict(),
             **({"search": plain(self.search)} if self.search is not None else {}),
             "chunk_size": self.chunk_size,
@@ -352,6 +355,8 @@ class GridSpec:
         sim = {k: v for k, v in self.normalized().items() if k not in ("name", "description", "slo", "search")}
         if self.attainment is not None:  # per-request SLO attainment is computed while simulating
             sim["attainment"] = self.attainment.as_dict()
+        if self.class_slo:  # so are the per-class attainments
+            sim["class_slo"] = self.class_slo
         text = json.dumps(sim, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -582,12 +587,19 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
         fail(("slo",), "must be a mapping of metric -> upper bound, e.g. {ttft_p99_ms: 500}")
     slo = {}
     attainment = None
+    class_slo: dict[str, dict[str, float]] = {}
     for key, value in slo_raw.items():
         if key == "attainment":
             try:
                 attainment = parse_attainment(value)
             except SettingError as exc:
                 fail(("slo", key) + ((exc.key,) if exc.key else ()), str(exc))
+            continue
+        if key in CLASS_COLUMN_NAMES:  # per-SLO-class bounds of workload specs
+            try:
+                class_slo[key] = parse_class_slo(key, value)
+            except ValueError as exc:
+                fail(("slo", key), str(exc))
             continue
         try:
             slo[key] = check_slo_entry(key, value)
@@ -609,7 +621,7 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
     spec = GridSpec(name=name, source=source, description=description, base=base, base_lines=base_lines,
                     groups=groups, axis_keys=list(axes), seeds=seeds, seeds_line=seeds_line, slo=slo,
                     chunk_size=chunk_size, positions=positions, steady=steady, attainment=attainment,
-                    search=search)
+                    search=search, class_slo=class_slo)
     # dotted workload axes must fit every workload they meet
     if any(k.startswith("workload.") for k in axes):
         for _ in spec.distinct(("workload",)):
