@@ -77,7 +77,7 @@ class Resolver:
             self.deployment(values, lines)
         for values, lines in spec.distinct(WORKLOAD_KEYS):
             self._check_workload(values, lines)
-        for values, lines in spec.distinct(WORKLOAD_KEYS + ("horizon",)):
+        for values, lines in spec.distinct(WORKLOAD_KEYS + ("horizon", "num_requests")):
             if "spec" in values["workload"]:
                 self._check_spec(values, lines)
         for values, lines in spec.distinct(ROUTING_KEYS):
@@ -113,7 +113,8 @@ class Resolver:
         horizon = INT64_MAX if values["horizon"] is None else values["horizon"]
         for seed in self.spec.seeds:
             try:
-                prepare_spec(sweep_spec(values["workload"], seed, values["rate"]), horizon)
+                prepare_spec(sweep_spec(values["workload"], seed, values["rate"], values["num_requests"],
+                                        values["horizon"]), horizon)
             except BlisError as exc:
                 raise _err(self.spec, lines, "workload", str(exc)) from None
 
@@ -291,7 +292,7 @@ def workload_key(values: dict, seed: int) -> tuple:
     if "trace" in wl:
         return ("trace", wl["trace"])
     if "spec" in wl:
-        return ("spec", freeze(wl), seed, values["rate"], INT64_MAX if values["horizon"] is None else values["horizon"])
+        return ("spec", freeze(wl), seed, values["rate"], values["num_requests"], values["horizon"])
     return ("gen", freeze(wl), values["num_requests"], seed, values["rate"], values["arrival"],
             INT64_MAX if values["horizon"] is None else values["horizon"])
 
@@ -357,8 +358,10 @@ class WorkloadCache:
 
         entry = self._bases.get(key)
         if entry is None:
-            _, source, seed, rate, horizon = key
-            w = generate_spec_workload(sweep_spec(_thaw_workload(source), seed, rate), horizon)
+            _, source, seed, rate, num_requests, horizon = key
+            sim_horizon = INT64_MAX if horizon is None else horizon
+            w = generate_spec_workload(sweep_spec(_thaw_workload(source), seed, rate, num_requests, horizon),
+                                       sim_horizon)
             entry = self._bases[key] = [w, workload_bytes(w), {}]
             self._bytes += entry[1]
             self.generated += 1

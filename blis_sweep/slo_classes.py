@@ -24,7 +24,7 @@ SPEC_CLASS_OF = {"realtime": "realtime", "interactive": "interactive", "batch": 
 PERCENTILES = (50, 90, 99)
 LATENCIES = ("ttft", "tpot", "e2e")
 CLASS_BOUND_KEYS = tuple(f"{m}_p{q}_ms" for m in LATENCIES for q in PERCENTILES)
-_METRICS = ("ttft_p50_ms", "ttft_p99_ms", "tpot_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "slo_attainment")
+_METRICS = CLASS_BOUND_KEYS + ("slo_attainment",)
 CLASS_FLOAT_COLUMNS = tuple(f"{c}_{m}" for c in CLASS_COLUMN_NAMES for m in _METRICS)
 CLASS_INT_COLUMNS = tuple(f"{c}_requests" for c in CLASS_COLUMN_NAMES)
 CLASS_BOOL_COLUMNS = tuple(f"{c}_slo_met" for c in CLASS_COLUMN_NAMES)
@@ -73,8 +73,9 @@ def class_metrics(labels, window: slice, completed: np.ndarray, has_ttft: np.nda
         row[f"{cls}_requests"] = count
         if count == 0:
             continue
-        for name, q in (("ttft", 50), ("ttft", 99), ("tpot", 99), ("e2e", 50), ("e2e", 99)):
-            row[f"{cls}_{name}_p{q}_ms"] = _percentile(latencies[name][mine], q)
+        for name in LATENCIES:
+            for q in PERCENTILES:
+                row[f"{cls}_{name}_p{q}_ms"] = _percentile(latencies[name][mine], q)
         bounds = (class_slo or {}).get(cls)
         if bounds:
             good = np.ones(count, dtype=bool)

@@ -168,16 +168,24 @@ def arrival_params(client: ClientSpec, rate_per_us: float) -> tuple[int, float, 
 
 # ----------------------------------------------------------------------------- generation
 
-def sweep_spec(workload: dict, seed: int, rate: float | None) -> WorkloadSpec:
+def sweep_spec(workload: dict, seed: int, rate: float | None, num_requests: int | None = None,
+               horizon: int | None = None) -> WorkloadSpec:
     """The spec of a sweep point `{spec: path, set: {dotted field: value}}`: the sweep's seed replaces the
-    spec's, and `rate` (when given) its aggregate_rate."""
+    spec's, `rate` (when given) its aggregate_rate. A spec without `horizon` in a sweep without one is
+    generated for num_requests / rate seconds (about num_requests requests), so that run length is a
+    sweep setting as for other generated workloads."""
+    from dataclasses import replace
+
     from blis_sweep.workload_spec import load_workload_spec
 
     overrides = [(key, value) for key, value in workload.get("set", {}).items()]
     overrides.append(("seed", seed))
     if rate is not None:
         overrides.append(("aggregate_rate", rate))
-    return load_workload_spec(workload["spec"], overrides=tuple(overrides))
+    spec = load_workload_spec(workload["spec"], overrides=tuple(overrides))
+    if spec.horizon <= 0 and horizon is None and num_requests:
+        spec = replace(spec, horizon=max(1, int(num_requests / spec.aggregate_rate * 1e6)))
+    return spec
 
 
 def prepare_spec(spec: WorkloadSpec, run_horizon: int) -> tuple[WorkloadSpec, int, list[float]]:
