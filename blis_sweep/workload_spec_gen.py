@@ -204,9 +204,17 @@ def prepare_spec(spec: WorkloadSpec, run_horizon: int) -> tuple[WorkloadSpec, in
 
 def generate_spec_workload(spec: WorkloadSpec, run_horizon: int) -> Workload:
     """The requests the reference's `run --workload-spec` simulates (those arriving by run_horizon)."""
+    arrivals, in_len, out_len, tokens, labels = generate_spec_requests(spec, run_horizon)
+    return build_workload_from_packed(arrivals, in_len, out_len, tokens, rate_per_s=spec.aggregate_rate,
+                                      labels=labels)
+
+
+def generate_spec_requests(spec: WorkloadSpec, run_horizon: int):
+    """(arrival ticks, input lengths, output lengths, token ids packed input-then-output, RequestLabels)
+    of the requests arriving by run_horizon, in request-id order."""
     spec, horizon, rates = prepare_spec(spec, run_horizon)
     if horizon <= 0:
-        return _pack([], [], run_horizon, spec.aggregate_rate)
+        return _pack([], [], run_horizon)
 
     cooked, kn, wn, fn = go_tables()
     ke, we, fe = go_exp_tables()
@@ -255,7 +263,7 @@ def generate_spec_workload(spec: WorkloadSpec, run_horizon: int) -> Workload:
         prefix = prefixes.get(c.prefix_group, np.empty(0, np.int64)) if c.multi_turn is None \
             else np.empty(0, np.int64)
         parts.append((index, arrivals, in_len, out_len, tokens, prefix))
-    return _pack(spec.clients, parts, run_horizon, spec.aggregate_rate)
+    return _pack(spec.clients, parts, run_horizon)
 
 
 def _check_size(spec: WorkloadSpec, rates: list[float], horizon: int) -> None:
@@ -323,7 +331,7 @@ def _gather(out: np.ndarray, src: np.ndarray, dst_start: np.ndarray, src_start: 
             out[d:d + n] = src[s:s + n]
 
 
-def _pack(clients, parts, run_horizon: int, rate_per_s: float) -> Workload:
+def _pack(clients, parts, run_horizon: int):
     """Merge the clients' requests (stable sort on arrival: ties keep client, then generation order),
     prepend prefixes, keep those arriving by run_horizon (later arrivals are never simulated)."""
     slo_names = SLO_CLASSES
@@ -331,7 +339,7 @@ def _pack(clients, parts, run_horizon: int, rate_per_s: float) -> Workload:
     if not parts:
         z = np.empty(0, np.int64)
         labels = RequestLabels(np.empty(0, np.int32), slo_names, np.empty(0, np.int32), tenant_names)
-        return build_workload_from_packed(z, z, z, z, rate_per_s=rate_per_s, labels=labels)
+        return z, z, z, z, labels
     arrivals = np.concatenate([p[1] for p in parts])
     in_body = np.concatenate([p[2] for p in parts])
     out_len = np.concatenate([p[3] for p in parts])
@@ -360,4 +368,4 @@ def _pack(clients, parts, run_horizon: int, rate_per_s: float) -> Workload:
     slo_code = np.array([slo_names.index(c.slo_class) for c in clients], dtype=np.int32)
     tenant_code = np.array([tenant_names.index(c.tenant_id) for c in clients], dtype=np.int32)
     labels = RequestLabels(slo_code[client_of], slo_names, tenant_code[client_of], tenant_names)
-    return build_workload_from_packed(arrivals, in_len, out_len, tokens, rate_per_s=rate_per_s, labels=labels)
+    return arrivals, in_len, out_len, tokens, labels
