@@ -25,6 +25,19 @@ from tests.parity_cases import REPO, parse_metric_blocks, parse_sections  # noqa
 WALL = ("sim_start_timestamp", "sim_end_timestamp", "simulation_duration_s")
 
 
+def flags_of(args: list[str]) -> dict:
+    """The given flags and their values, as the shared cases' `flags`."""
+    from blis_sweep.run_argv import parse_run_argv
+
+    parsed = parse_run_argv(args[1:])
+    names = [a[2:].split("=")[0] for a in args[1:] if a.startswith("--")]
+    out = {}
+    for name in names:
+        value = getattr(parsed, name.replace("-", "_"))
+        out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def main(binary: str, case_dir: str, *flags: str) -> None:
     case_dir = Path(case_dir)
     spec_files = sorted(str(p.relative_to(case_dir)) for p in case_dir.rglob("*")
@@ -43,7 +56,7 @@ def main(binary: str, case_dir: str, *flags: str) -> None:
         results = json.loads((work / "results.json").read_text())
     sections = parse_sections(proc.stdout)
     case = {"name": case_dir.name, "about": (case_dir / "about.txt").read_text().strip(),
-            "reference_cli_args": args, "spec_files": spec_files,
+            "flags": flags_of(args), "reference_cli_args": args, "spec_files": spec_files,
             "metrics": [{k: v for k, v in b.items() if k not in WALL} for b in parse_metric_blocks(proc.stdout)]}
     if "Anomaly Counters" in sections:
         a = sections["Anomaly Counters"]
