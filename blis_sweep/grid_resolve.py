@@ -334,14 +334,7 @@ class WorkloadCache:
         base_key = (source, num_requests, seed)
         entry = self._bases.get(base_key)
         if entry is None:
-            base = self._generate(dict(source), num_requests, seed)
-            entry = [base, workload_bytes(base), {}]
-            self._bases[base_key] = entry
-            self._bytes += entry[1]
-            self.generated += 1
-            while self._bytes > self.budget and len(self._bases) > 1:
-                _, old = self._bases.popitem(last=False)
-                self._bytes -= old[1]
+            entry = self._insert(base_key, self._generate(dict(source), num_requests, seed))
         else:
             self._bases.move_to_end(base_key)
         derived = entry[2].get((rate, arrival, horizon))
@@ -360,17 +353,21 @@ class WorkloadCache:
         if entry is None:
             _, source, seed, rate, num_requests, horizon = key
             sim_horizon = INT64_MAX if horizon is None else horizon
-            w = generate_spec_workload(sweep_spec(_thaw_workload(source), seed, rate, num_requests, horizon),
-                                       sim_horizon)
-            entry = self._bases[key] = [w, workload_bytes(w), {}]
-            self._bytes += entry[1]
-            self.generated += 1
-            while self._bytes > self.budget and len(self._bases) > 1:
-                _, old = self._bases.popitem(last=False)
-                self._bytes -= old[1]
+            entry = self._insert(key, generate_spec_workload(
+                sweep_spec(_thaw_workload(source), seed, rate, num_requests, horizon), sim_horizon))
         else:
             self._bases.move_to_end(key)
         return entry[0]
+
+    def _insert(self, key: tuple, workload: Workload) -> list:
+        """Cache a generated workload (evicting the least recently used beyond the byte budget)."""
+        entry = self._bases[key] = [workload, workload_bytes(workload), {}]
+        self._bytes += entry[1]
+        self.generated += 1
+        while self._bytes > self.budget and len(self._bases) > 1:
+            _, old = self._bases.popitem(last=False)
+            self._bytes -= old[1]
+        return entry
 
     @staticmethod
     def _generate(source: dict, num_requests: int, seed: int) -> Workload:

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from blis_sweep.errors import BlisError
-from blis_sweep.yaml_positions import Yaml12SafeLoader
+from blis_sweep.yaml_positions import compose_yaml
 
 ARRIVAL_PROCESSES = ("poisson", "gamma", "weibull")
 DIST_TYPES = ("gaussian", "exponential", "pareto_lognormal", "empirical")
@@ -112,18 +112,7 @@ class _Node:
 
 
 def _nodes(text: str, source: str) -> _Node | None:
-    loader = Yaml12SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        return None if node is None else _wrap(loader, node, source)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise BlisError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise BlisError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
-    finally:
-        loader.dispose()
+    return compose_yaml(text, source, lambda loader, node: _wrap(loader, node, source))
 
 
 def _wrap(loader, node, source: str) -> _Node:

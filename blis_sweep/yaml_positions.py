@@ -40,11 +40,13 @@ class Positions(dict):
         return self.get((), None)
 
 
-def load_yaml_with_positions(text: str, source: str) -> tuple[object, Positions]:
-    """(value, positions) of a one-document YAML text; errors are BlisError naming `source` and the line."""
+def compose_yaml(text: str, source: str, convert):
+    """convert(loader, node) of the one document in `text` (None when empty); YAML errors are
+    BlisError naming `source` and the line."""
     loader = Yaml12SafeLoader(text)
     try:
         node = loader.get_single_node()
+        return None if node is None else convert(loader, node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}" if mark is not None else source
@@ -53,11 +55,17 @@ def load_yaml_with_positions(text: str, source: str) -> tuple[object, Positions]
         raise BlisError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
     finally:
         loader.dispose()
+
+
+def load_yaml_with_positions(text: str, source: str) -> tuple[object, Positions]:
+    """(value, positions) of a one-document YAML text; errors are BlisError naming `source` and the line."""
     positions = Positions()
-    if node is None:
-        return None, positions
-    positions[()] = node.start_mark.line + 1
-    return _convert(loader, node, (), positions, source), positions
+
+    def convert(loader, node):
+        positions[()] = node.start_mark.line + 1
+        return _convert(loader, node, (), positions, source)
+
+    return compose_yaml(text, source, convert), positions
 
 
 def _convert(loader, node, path: tuple, positions: Positions, source: str):

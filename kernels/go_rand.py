@@ -303,6 +303,15 @@ def _grow_nb(a, need):
 
 
 @njit(cache=True, error_model="numpy")
+def _draw_ids_nb(state, tokens, start, count, max_token_id):
+    """tokens[start:start+count] = Intn draws (growing the array as needed); returns the array."""
+    tokens = _grow_nb(tokens, start + count)
+    for k in range(count):
+        tokens[start + k] = go_intn_nb(state, max_token_id)
+    return tokens
+
+
+@njit(cache=True, error_model="numpy")
 def spec_client_requests_nb(seed, arrival_kind, arrival_p0, arrival_p1, horizon, windows, has_lifecycle,
                             multimodal, samplers, kinds, fparams, iparams, emp_offsets, emp_values, emp_cdf,
                             max_token_id, max_draws, max_tokens, cooked, kn, wn, fn, ke, we, fe):
@@ -310,7 +319,7 @@ def spec_client_requests_nb(seed, arrival_kind, arrival_p0, arrival_p1, horizon,
 
     Arrivals: draw an inter-arrival time, stop at >= horizon, skip times outside every
     lifecycle window (no other draws). Then input length, output length, input token ids,
-    output token ids; or, for a multimodal client (samplers[CS_TEXT..] given), text length,
+    output token ids; or, for a multimodal client, text length,
     image/audio/video counts and sizes, the input token ids (at least 1), output length and
     ids. Returns (status, arrival ticks, input lengths, output lengths, tokens packed
     input-then-output); status < 0: SPEC_TOO_MANY_DRAWS / _TOKENS / SPEC_NEGATIVE_LENGTH.
@@ -360,31 +369,21 @@ def spec_client_requests_nb(seed, arrival_kind, arrival_p0, arrival_p1, horizon,
                                   emp_cdf, kn, wn, fn, ke, we, fe)
         if n_in < 0:
             return SPEC_NEGATIVE_LENGTH, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
-        if not multimodal:
+        n_out = np.int64(0)
+        if not multimodal:  # both lengths, then both id runs
             n_out = spec_length_nb(state, samplers[CS_OUTPUT], kinds, fparams, iparams, emp_offsets, emp_values,
                                    emp_cdf, kn, wn, fn, ke, we, fe)
-            if n_out < 0:
-                return SPEC_NEGATIVE_LENGTH, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
-            if pos + n_in + n_out > max_tokens:
-                return SPEC_TOO_MANY_TOKENS, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
-            tokens = _grow_nb(tokens, pos + n_in + n_out)
-            for k in range(n_in + n_out):
-                tokens[pos + k] = go_intn_nb(state, max_token_id)
-        else:
-            if pos + n_in > max_tokens:
-                return SPEC_TOO_MANY_TOKENS, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
-            tokens = _grow_nb(tokens, pos + n_in)
-            for k in range(n_in):
-                tokens[pos + k] = go_intn_nb(state, max_token_id)
+        if pos + n_in > max_tokens:
+            return SPEC_TOO_MANY_TOKENS, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+        tokens = _draw_ids_nb(state, tokens, pos, n_in, max_token_id)
+        if multimodal:  # the output length only after the input ids
             n_out = spec_length_nb(state, samplers[CS_OUTPUT], kinds, fparams, iparams, emp_offsets, emp_values,
                                    emp_cdf, kn, wn, fn, ke, we, fe)
-            if n_out < 0:
-                return SPEC_NEGATIVE_LENGTH, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
-            if pos + n_in + n_out > max_tokens:
-                return SPEC_TOO_MANY_TOKENS, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
-            tokens = _grow_nb(tokens, pos + n_in + n_out)
-            for k in range(n_out):
-                tokens[pos + n_in + k] = go_intn_nb(state, max_token_id)
+        if n_out < 0:
+            return SPEC_NEGATIVE_LENGTH, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+        if pos + n_in + n_out > max_tokens:
+            return SPEC_TOO_MANY_TOKENS, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+        tokens = _draw_ids_nb(state, tokens, pos + n_in, n_out, max_token_id)
         arrivals = _grow_nb(arrivals, n + 1)
         in_len = _grow_nb(in_len, n + 1)
         out_len = _grow_nb(out_len, n + 1)
