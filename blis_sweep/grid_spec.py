@@ -205,7 +205,7 @@ BASE_KEYS: dict[str, KeySpec] = {
     "priority_policy": KeySpec("constant", _choice(PRIORITY_NAMES), "request priority"),
     "horizon": KeySpec(None, _optional(_int(1)), "simulated time limit in µs (null: none)"),
     "seed": KeySpec(42, _int(0), "workload seed (use seeds:/replicates: to vary it)"),
-    "workload": KeySpec(REQUIRED, _workload, "{preset: NAME} | {distribution: {...}} | {trace: PATH}"),
+    "workload": KeySpec(REQUIRED, _workload, "{preset: NAME} | {distribution: {...}} | {trace: PATH} | {spec: PATH}"),
     "rate": KeySpec(None, _optional(_num(0.0, lo_open=True)), "offered requests/s (generated workloads)"),
     "num_requests": KeySpec(100, _int(1), "requests per generated workload"),
     "arrival": KeySpec("constant", _choice(ARRIVALS), "arrival process of generated workloads"),
