@@ -1,4 +1,7 @@
-"""Record a workload-spec parity case with the reference's own binary (not a test).
+"""Record a workload-spec parity case with a build of the reference's `run` (not a test).
+
+Use a build of d25e1935 with the four fixes; check it against the shared cases first (a
+build without the fixes differs on KV pressure and shared prefixes).
 
     python tests/make_spec_reference_case.py REFERENCE_BINARY CASE_DIR [extra run flags...]
 
