@@ -46,6 +46,7 @@ import polars as pl
 
 from blis_sweep.errors import BlisError
 from blis_sweep.grid_spec import GridSpec, load_grid_spec
+from blis_sweep.slo_classes import CLASS_FLOAT_COLUMNS, CLASS_INT_COLUMNS
 from blis_sweep.steady_state import (ATTAINMENT_BOUNDS, STEADY_FLOAT_COLUMNS, Attainment, SteadySettings,
                                      WINDOW_COLUMNS)
 
@@ -84,10 +85,11 @@ class CapacitySlo:
 
     bounds: dict = field(default_factory=dict)
     attainment: Attainment | None = None
+    class_bounds: dict = field(default_factory=dict)  # SLO class -> {metric: bound} (slo_classes.py)
 
     @property
     def empty(self) -> bool:
-        return not self.bounds and self.attainment is None
+        return not self.bounds and self.attainment is None and not self.class_bounds
 
 
 @dataclass
@@ -216,6 +218,11 @@ def judge(rows: list[dict], slo: CapacitySlo, steady: SteadySettings) -> Judged:
         value = mean.get(slo_column(key, first))
         if value is None or not value <= bound:
             reasons.append(key)
+    for cls, bounds in slo.class_bounds.items():  # per SLO class of workload specs
+        for key, bound in bounds.items():
+            value = mean.get(f"{cls}_{key}")
+            if value is not None and not value <= bound:  # None: no request of that class
+                reasons.append(f"{cls}.{key}")
     if slo.attainment is not None:
         att = mean.get("slo_attainment")
         if att is None or att < slo.attainment.min_fraction:
@@ -471,6 +478,8 @@ def _result_table(searches: list[_Search], slo: CapacitySlo) -> pl.DataFrame:
             row[c] = m.get(c)
         for c in SUMMARY_METRICS:
             row[c] = m.get(c)
+        for c in CLASS_INT_COLUMNS + CLASS_FLOAT_COLUMNS:  # per SLO class (workload specs), at max rate
+            row[c] = m.get(c)
         if slo.attainment is None and not slo.bounds:
             row["goodput_rps"] = m.get("achieved_rps")
         row["output_tokens_per_s"] = m.get("steady_output_tokens_per_s")
@@ -501,7 +510,7 @@ class LocalEvaluator:
         self.packs = _PackCache(self.wcache)
         self.threads = numba.get_num_threads()
         self._quiet = _Progress(False, 0, 0, "")
-        slo = slo or CapacitySlo(spec.slo, spec.attainment)
+        slo = slo or CapacitySlo(spec.slo, spec.attainment, spec.class_slo)
         # goodput needs per-request bounds; percentile bounds imply them
         self.attainment = slo.attainment or derived_attainment(slo.bounds)
         self.requests_simulated = 0
@@ -513,7 +522,7 @@ class LocalEvaluator:
 
         entries = [PointEntry(p.values, p.lines, i, p.point_id, p.replicate, p.seed) for i, p in enumerate(probes)]
         res = simulate_points(entries, self.resolver, self.wcache, self.packs, False, self._quiet, self.threads,
-                              self.spec.steady, self.attainment, kernel_batch=0)
+                              self.spec.steady, self.attainment, kernel_batch=0, class_slo=self.spec.class_slo)
         self.requests_simulated += res.requests_simulated
         self.simulate_s += res.simulate_s
         self.calls += 1
@@ -585,7 +594,7 @@ def capacity_settings(spec: GridSpec) -> tuple[SearchSettings, CapacitySlo]:
     settings = SearchSettings(tolerance=tol, start_rate=start, min_rate=min_rate, max_rate=max_rate,
                               max_requests=max_requests, convergence_check=check, overload_factor=factor,
                               seeds=tuple(spec.seeds), steady=spec.steady)
-    return settings, CapacitySlo(dict(spec.slo), spec.attainment)
+    return settings, CapacitySlo(dict(spec.slo), spec.attainment, spec.class_slo)
 
 
 def capacity_hash(spec: GridSpec, settings: SearchSettings, slo: CapacitySlo) -> str:

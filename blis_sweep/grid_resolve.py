@@ -12,6 +12,7 @@ arrays when the horizon cuts requests off). Bases live in a byte-bounded LRU cac
 """
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,6 +77,9 @@ class Resolver:
             self.deployment(values, lines)
         for values, lines in spec.distinct(WORKLOAD_KEYS):
             self._check_workload(values, lines)
+        for values, lines in spec.distinct(WORKLOAD_KEYS + ("horizon", "num_requests")):
+            if "spec" in values["workload"]:
+                self._check_spec(values, lines)
         for values, lines in spec.distinct(ROUTING_KEYS):
             routing_weights(values, lambda key, msg: _err(spec, lines, key, msg))
 
@@ -87,6 +91,8 @@ class Resolver:
             if not path.is_file():
                 raise _err(self.spec, lines, "workload", f"trace file {path} does not exist")
             return
+        if kind == "spec":
+            return  # checked with the horizon too, in validate()
         if values["rate"] is None:
             raise _err(self.spec, lines, "rate", f"is required for {kind} workloads (offered requests/s)")
         if kind == "distribution":
@@ -98,6 +104,19 @@ class Resolver:
                     raise _err(self.spec, lines, "workload",
                                f"{what}_tokens ({mean}) and {what}_tokens_stdev ({std}) must lie in "
                                f"[{what}_tokens_min, {what}_tokens_max] = [{lo}, {hi}] (as in the reference)")
+
+    def _check_spec(self, values: dict, lines: dict) -> None:
+        """Load the spec with this point's settings (every seed: the seed is part of the spec) and check
+        that its generation ends within bounds."""
+        from blis_sweep.workload_spec_gen import prepare_spec, sweep_spec
+
+        horizon = INT64_MAX if values["horizon"] is None else values["horizon"]
+        for seed in self.spec.seeds:
+            try:
+                prepare_spec(sweep_spec(values["workload"], seed, values["rate"], values["num_requests"],
+                                        values["horizon"]), horizon)
+            except BlisError as exc:
+                raise _err(self.spec, lines, "workload", str(exc)) from None
 
     # ---------------------------------------------------------------- deployments
 
@@ -272,8 +291,18 @@ def workload_key(values: dict, seed: int) -> tuple:
     wl = values["workload"]
     if "trace" in wl:
         return ("trace", wl["trace"])
+    if "spec" in wl:
+        return ("spec", freeze(wl), seed, values["rate"], values["num_requests"], values["horizon"])
     return ("gen", freeze(wl), values["num_requests"], seed, values["rate"], values["arrival"],
             INT64_MAX if values["horizon"] is None else values["horizon"])
+
+
+def _thaw_workload(frozen) -> dict:
+    """{spec: path, set: {...}} back from its freeze() form."""
+    out = dict(frozen)
+    if "set" in out:
+        out["set"] = dict(out["set"])
+    return out
 
 
 def workload_bytes(w: Workload) -> int:
@@ -299,18 +328,13 @@ class WorkloadCache:
     def get(self, key: tuple) -> Workload:
         if key[0] == "trace":
             return self.resolver.trace_workload(key[1])
+        if key[0] == "spec":
+            return self._spec_workload(key)
         _, source, num_requests, seed, rate, arrival, horizon = key
         base_key = (source, num_requests, seed)
         entry = self._bases.get(base_key)
         if entry is None:
-            base = self._generate(dict(source), num_requests, seed)
-            entry = [base, workload_bytes(base), {}]
-            self._bases[base_key] = entry
-            self._bytes += entry[1]
-            self.generated += 1
-            while self._bytes > self.budget and len(self._bases) > 1:
-                _, old = self._bases.popitem(last=False)
-                self._bytes -= old[1]
+            entry = self._insert(base_key, self._generate(dict(source), num_requests, seed))
         else:
             self._bases.move_to_end(base_key)
         derived = entry[2].get((rate, arrival, horizon))
@@ -319,6 +343,31 @@ class WorkloadCache:
             entry[1] += derived.arrival_ticks.nbytes  # new arrays; the rest are views of the base
             self._bytes += derived.arrival_ticks.nbytes
         return derived
+
+    def _spec_workload(self, key: tuple) -> Workload:
+        """A workload spec is generated whole per (spec and its settings, seed, rate, horizon): every draw
+        depends on the rate, so nothing is shared across rates."""
+        from blis_sweep.workload_spec_gen import generate_spec_workload, sweep_spec
+
+        entry = self._bases.get(key)
+        if entry is None:
+            _, source, seed, rate, num_requests, horizon = key
+            sim_horizon = INT64_MAX if horizon is None else horizon
+            entry = self._insert(key, generate_spec_workload(
+                sweep_spec(_thaw_workload(source), seed, rate, num_requests, horizon), sim_horizon))
+        else:
+            self._bases.move_to_end(key)
+        return entry[0]
+
+    def _insert(self, key: tuple, workload: Workload) -> list:
+        """Cache a generated workload (evicting the least recently used beyond the byte budget)."""
+        entry = self._bases[key] = [workload, workload_bytes(workload), {}]
+        self._bytes += entry[1]
+        self.generated += 1
+        while self._bytes > self.budget and len(self._bases) > 1:
+            _, old = self._bases.popitem(last=False)
+            self._bytes -= old[1]
+        return entry
 
     @staticmethod
     def _generate(source: dict, num_requests: int, seed: int) -> Workload:
@@ -390,6 +439,7 @@ PARAM_SCHEMA: list[tuple[str, pa.DataType]] = [
     ("kv_transfer_base_latency", pa.int64()), ("model_config", pa.string()), ("hardware_config", pa.string()),
     ("infeasible", pa.bool_()), ("infeasible_reason", pa.string()),
 ]
+PARAM_SCHEMA[-2:-2] = [("workload_spec", pa.string()), ("workload_spec_set", pa.string())]  # spec workloads
 PARAM_COLUMNS = [name for name, _ in PARAM_SCHEMA]
 # columns derived from others (constant wherever the inputs are): not grouping keys
 DERIVED_COLUMNS = frozenset({"config_id", "point_id", "replicate", "seed", "vllm_version", "alpha_coeffs",
@@ -415,9 +465,16 @@ def param_row(values: dict, dep: Deployment, config_id: int, point_id: int, repl
                total_kv_blocks=dep.total_kv_blocks if dep.infeasible is None else None,
                kv_blocks_source=dep.kv_blocks_source,
                infeasible=dep.infeasible is not None, infeasible_reason=dep.infeasible)
+    row.update(workload_spec=None, workload_spec_set=None)
     if kind == "trace":
         row.update(workload="trace", trace=wl["trace"], rate=None, arrival=None,
                    num_requests=workload.num_requests if workload is not None else None)
+        row.update({k: None for k in DIST_FIELDS})
+    elif kind == "spec":  # rate: the aggregate rate simulated (the spec's own unless `rate` replaces it)
+        row.update(workload="spec", trace=None, arrival=None,
+                   rate=workload.rate_per_s if workload is not None else values["rate"],
+                   num_requests=workload.num_requests if workload is not None else None,
+                   workload_spec=wl["spec"], workload_spec_set=json.dumps(wl.get("set", {}), sort_keys=True))
         row.update({k: None for k in DIST_FIELDS})
     else:
         lengths = preset_lengths(wl["preset"]) if kind == "preset" else wl["distribution"]

@@ -39,6 +39,7 @@ from blis_sweep.grid_resolve import (PARAM_SCHEMA, Resolver, WorkloadCache, para
 from blis_sweep.grid_spec import GridSpec, load_grid_spec
 from blis_sweep.limits import DEFAULT_MAX_CONFIGS
 from blis_sweep.metric_columns import INTEGER_COLUMNS, METRIC_COLUMNS
+from blis_sweep.slo_classes import CLASS_BOOL_COLUMNS, CLASS_FLOAT_COLUMNS, CLASS_INT_COLUMNS, class_metrics
 from blis_sweep.steady_state import (STEADY_FLOAT_COLUMNS, STEADY_INT_COLUMNS, STEADY_STRING_COLUMNS, WINDOW_COLUMNS,
                                      Attainment, SteadySettings, steady_metrics)
 
@@ -58,6 +59,9 @@ KERNEL_BATCH = 64  # configurations per kernel call (progress granularity)
 STEADY_SCHEMA = ([(name, pa.float64()) for name in WINDOW_COLUMNS] + [(name, pa.int64()) for name in STEADY_INT_COLUMNS]
                  + [(name, pa.float64()) for name in STEADY_FLOAT_COLUMNS]
                  + [(name, pa.string()) for name in STEADY_STRING_COLUMNS])
+# per SLO class of workload specs (blis_sweep.slo_classes), over the same steady window
+STEADY_SCHEMA += ([(name, pa.int64()) for name in CLASS_INT_COLUMNS] + [(name, pa.float64()) for name in
+                  CLASS_FLOAT_COLUMNS] + [(name, pa.bool_()) for name in CLASS_BOOL_COLUMNS])
 CONFIGS_SCHEMA = pa.schema(
     PARAM_SCHEMA + [(name, pa.int64() if name in INTEGER_COLUMNS else pa.float64()) for name in METRIC_COLUMNS]
     + STEADY_SCHEMA)
@@ -66,7 +70,7 @@ REQUESTS_SCHEMA = pa.schema([
     ("input_tokens", pa.int64()), ("output_tokens", pa.int64()),
     ("ttft_ms", pa.float64()), ("e2e_ms", pa.float64()), ("tpot_ms", pa.float64()), ("itl_sum_ms", pa.float64()),
     ("scheduling_delay_ms", pa.float64()), ("completed", pa.bool_()), ("rejected", pa.bool_()),
-    ("instance", pa.int32()),
+    ("instance", pa.int32()), ("slo_class", pa.string()), ("tenant_id", pa.string()),
 ])
 
 
@@ -298,7 +302,7 @@ def _run_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs:
             last_p = p
         entries.append(PointEntry(values, lines, cid, p, rep, spec.seeds[rep]))
     return simulate_points(entries, resolver, wcache, packs, want_requests, progress, threads, spec.steady,
-                           spec.attainment)
+                           spec.attainment, class_slo=spec.class_slo)
 
 
 @dataclass
@@ -315,7 +319,8 @@ class PointEntry:
 
 def simulate_points(entries: list[PointEntry], resolver: Resolver, wcache: WorkloadCache, packs: _PackCache,
                     want_requests: bool, progress: _Progress, threads: int, steady: SteadySettings,
-                    attainment: Attainment | None, kernel_batch: int = KERNEL_BATCH) -> _ChunkResult:
+                    attainment: Attainment | None, kernel_batch: int = KERNEL_BATCH,
+                    class_slo: dict | None = None) -> _ChunkResult:
     """Simulate configurations and build their result rows (CONFIGS_SCHEMA), kernel_batch per kernel call."""
     from blis_sweep import engine
     from blis_sweep.kernels import layout as L
@@ -369,6 +374,11 @@ def simulate_points(entries: list[PointEntry], resolver: Resolver, wcache: Workl
                     res.req_ttft[j, :n_req], res.req_e2e[j, :n_req], res.req_itl_sum[j, :n_req],
                     res.req_sched[j, :n_req], (flags & L.RF_SCHEDULED) != 0, wl.output_len[:n_req], steady,
                     attainment)
+                row = steady_rows[feasible[i]]
+                row.update(class_metrics(
+                    wl.labels, slice(row["warmup_requests"], n_req - row["cooldown_requests"]),
+                    (flags & L.RF_COMPLETED) != 0, (flags & L.RF_HAS_TTFT) != 0, res.req_ttft[j, :n_req],
+                    res.req_e2e[j, :n_req], res.req_itl_sum[j, :n_req], wl.output_len[:n_req], class_slo))
             if want_requests:
                 req_parts.append((order, res))
             progress.advance(pos.size)
@@ -419,6 +429,9 @@ def _requests_table(parts, feasible: list, wls: list, cfgs: list, a: int) -> pa.
             cols["arrival_us"].append(wl.arrival_ticks[:n])
             cols["input_tokens"].append(wl.input_len[:n])
             cols["output_tokens"].append(out_len)
+            labels = wl.labels  # workload specs: class and tenant per request ("" = none)
+            cols["slo_class"].append(np.array(labels.slo_class_list()[:n] if labels else [None] * n, dtype=object))
+            cols["tenant_id"].append(np.array(labels.tenant_list()[:n] if labels else [None] * n, dtype=object))
             cols["ttft_ms"].append((res.req_ttft[j, :n] / 1000.0, ~has_ttft))
             cols["e2e_ms"].append((res.req_e2e[j, :n] / 1000.0, ~done))
             cols["tpot_ms"].append((tpot, ~done))
@@ -435,7 +448,7 @@ def _requests_table(parts, feasible: list, wls: list, cfgs: list, a: int) -> pa.
             mask = np.concatenate([mk for _, mk in parts_])
             arrays.append(pa.array(values, mask=mask, type=typ))
         else:
-            arrays.append(pa.array(np.concatenate(parts_) if parts_ else np.empty(0), type=typ))
+            arrays.append(pa.array(np.concatenate(parts_) if parts_ else np.empty(0, dtype=object), type=typ))
     table = pa.Table.from_arrays(arrays, schema=REQUESTS_SCHEMA)
     return table.sort_by([("config_id", "ascending"), ("request_id", "ascending")])
 

@@ -41,6 +41,7 @@ from blis_sweep.limits import range_problem
 from blis_sweep.metric_columns import METRIC_COLUMNS
 from blis_sweep.steady_state import (Attainment, SettingError, SteadySettings, parse_attainment,
                                      parse_steady_settings)
+from blis_sweep.slo_classes import CLASS_COLUMN_NAMES, parse_class_slo
 from blis_sweep.sim_config import ADMISSION_NAMES, PRIORITY_NAMES, ROUTING_NAMES, SCHEDULER_NAMES
 from blis_sweep.yaml_positions import Positions, load_yaml_file_with_positions, load_yaml_with_positions
 
@@ -53,7 +54,7 @@ DIST_FIELDS = {  # the reference's distribution flags and their defaults
     "prompt_tokens": 512, "prompt_tokens_stdev": 256, "prompt_tokens_min": 2, "prompt_tokens_max": 7000,
     "output_tokens": 512, "output_tokens_stdev": 256, "output_tokens_min": 2, "output_tokens_max": 7000,
 }
-WORKLOAD_KINDS = ("preset", "distribution", "trace")
+WORKLOAD_KINDS = ("preset", "distribution", "trace", "spec")
 LATENCY_MODELS = ("blackbox", "roofline")
 ARRIVALS = ("constant", "poisson")
 
@@ -171,6 +172,8 @@ def _workload(v, ctx, path=(), lines=None):
             return {"preset": _choice(ctx.presets)(value, ctx)}
         if kind == "trace":
             return {"trace": _path(value, ctx)}
+        if kind == "spec":  # a workload-spec YAML (workload_spec.py); axes may set fields inside it
+            return {"spec": _path(value, ctx)}
     except _Bad as exc:
         raise _Located(path + (kind,), str(exc)) from None
     return {"distribution": _distribution(value, ctx, path + (kind,), lines)}
@@ -211,7 +214,7 @@ BASE_KEYS: dict[str, KeySpec] = {
     "priority_policy": KeySpec("constant", _choice(PRIORITY_NAMES), "request priority"),
     "horizon": KeySpec(None, _optional(_int(1)), "simulated time limit in µs (null: none)"),
     "seed": KeySpec(42, _int(0), "workload seed (use seeds:/replicates: to vary it)"),
-    "workload": KeySpec(REQUIRED, _workload, "{preset: NAME} | {distribution: {...}} | {trace: PATH}"),
+    "workload": KeySpec(REQUIRED, _workload, "{preset: NAME} | {distribution: {...}} | {trace: PATH} | {spec: PATH}"),
     "rate": KeySpec(None, _optional(_num(0.0, lo_open=True)), "offered requests/s (generated workloads)"),
     "num_requests": KeySpec(100, _int(1), "requests per generated workload"),
     "arrival": KeySpec("constant", _choice(ARRIVALS), "arrival process of generated workloads"),
@@ -275,6 +278,7 @@ class GridSpec:
     steady: SteadySettings = field(default_factory=SteadySettings)  # `steady_state:` block
     attainment: Attainment | None = None  # `slo: {attainment: {...}}`
     search: dict | None = None  # raw `search:` block (checked by `capacity`)
+    class_slo: dict = field(default_factory=dict)  # `slo: {realtime: {ttft_p99_ms: 200}, ...}` (slo_classes.py)
 
     @property
     def num_points(self) -> int:
@@ -345,7 +349,8 @@ class GridSpec:
             "axes": axes,
             "zip": [list(g.keys) for g in self.groups if len(g.keys) > 1],
             "seeds": list(self.seeds),
-            "slo": dict(self.slo, **({"attainment": self.attainment.as_dict()} if self.attainment else {})),
+            "slo": dict(self.slo, **({"attainment": self.attainment.as_dict()} if self.attainment else {}),
+                        **self.class_slo),
             "steady_state": self.steady.as_dict(),
             **({"search": plain(self.search)} if self.search is not None else {}),
             "chunk_size": self.chunk_size,
@@ -359,6 +364,8 @@ class GridSpec:
         sim = {k: v for k, v in self.normalized().items() if k not in ("name", "description", "slo", "search")}
         if self.attainment is not None:  # per-request SLO attainment is computed while simulating
             sim["attainment"] = self.attainment.as_dict()
+        if self.class_slo:  # so are the per-class attainments
+            sim["class_slo"] = self.class_slo
         text = json.dumps(sim, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -393,6 +400,8 @@ def _override_workload(workload: dict, key: str, value, line: int, source: str) 
                         f"is a {have} ({plain(workload)})")
     if kind in ("preset", "trace"):
         return {kind: value}
+    if kind == "spec":  # `workload.spec.clients.0.rate_fraction` -> set["clients.0.rate_fraction"]
+        return {"spec": workload["spec"], "set": {**workload.get("set", {}), ".".join(parts[2:]): value}}
     inner = dict(workload["distribution"])
     inner[parts[2]] = value
     return {"distribution": inner}
@@ -455,6 +464,10 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
                 return _choice(ctx.presets)(value, ctx)
             if sub[1] == "trace":
                 return _path(value, ctx)
+            if sub[1] == "spec":  # checked with the spec file, in grid_resolve
+                if isinstance(value, (dict, list)) or value is None:
+                    raise _Bad(f"must be a number or a name, got {value!r}")
+                return value
             return _in_range(sub[2], _int(0)(value, ctx))
         except _Bad as exc:
             fail(path, str(exc))
@@ -483,9 +496,9 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
     for key, values in axes_raw.items():
         if key == "seed":
             fail(("axes", key), "use `seeds:` or `replicates:` to vary the seed")
-        if key not in allowed_axes:
+        if key not in allowed_axes and not (key.startswith("workload.spec.") and len(key) > len("workload.spec.")):
             fail(("axes", key), f"unknown axis (allowed: any base key, or workload.preset, workload.trace, "
-                                f"workload.distribution.<field>; base keys: {', '.join(allowed_axes[:len(BASE_KEYS) - 1])})")
+                                f"workload.distribution.<field>, workload.spec.<field path>; base keys: {', '.join(allowed_axes[:len(BASE_KEYS) - 1])})")
         if not isinstance(values, list):
             fail(("axes", key), f"must be a list of values, got {values!r}")
         if not values:
@@ -588,12 +601,19 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
         fail(("slo",), "must be a mapping of metric -> upper bound, e.g. {ttft_p99_ms: 500}")
     slo = {}
     attainment = None
+    class_slo: dict[str, dict[str, float]] = {}
     for key, value in slo_raw.items():
         if key == "attainment":
             try:
                 attainment = parse_attainment(value)
             except SettingError as exc:
                 fail(("slo", key) + ((exc.key,) if exc.key else ()), str(exc))
+            continue
+        if key in CLASS_COLUMN_NAMES:  # per-SLO-class bounds of workload specs
+            try:
+                class_slo[key] = parse_class_slo(key, value)
+            except ValueError as exc:
+                fail(("slo", key), str(exc))
             continue
         try:
             slo[key] = check_slo_entry(key, value)
@@ -617,7 +637,7 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
     spec = GridSpec(name=name, source=source, description=description, base=base, base_lines=base_lines,
                     groups=groups, axis_keys=list(axes), seeds=seeds, seeds_line=seeds_line, slo=slo,
                     chunk_size=chunk_size, positions=positions, steady=steady, attainment=attainment,
-                    search=search)
+                    search=search, class_slo=class_slo)
     # dotted workload axes must fit every workload they meet
     if any(k.startswith("workload.") for k in axes):
         for _ in spec.distinct(("workload",)):

@@ -135,6 +135,7 @@ class RunWorkload:
     kind: str
     traces_path: Path | None = None
     spec_path: Path | None = None
+    spec: object = None  # the loaded, validated WorkloadSpec (kind "spec")
     preset: str = ""
     rate_per_s: float = 0.0
     max_prompts: int = 0
@@ -303,7 +304,11 @@ _PRESET_KEYS = ("prefix_tokens", "prompt_tokens", "prompt_tokens_stdev", "prompt
 def _workload(flags: RunFlags, cwd: Path) -> RunWorkload:
     traces = _under(cwd, flags.workload_traces_filepath) if flags.workload_traces_filepath else None
     if flags.workload_spec:
-        return RunWorkload("spec", traces_path=traces, spec_path=_under(cwd, flags.workload_spec))
+        from blis_sweep.workload_spec import load_workload_spec
+
+        spec_path = _under(cwd, flags.workload_spec)
+        return RunWorkload("spec", traces_path=traces, spec_path=spec_path,
+                           spec=load_workload_spec(spec_path, source=flags.workload_spec, base_dir=cwd))
     if flags.workload == "distribution":
         f = flags
         if not (f.prompt_tokens_min <= f.prompt_tokens <= f.prompt_tokens_max

@@ -64,8 +64,11 @@ def build_run_workload(resolved: ResolvedRun) -> Workload:
             spec.output_tokens_min, spec.output_tokens_max, seed, horizon=horizon)
     if spec.kind == "preset":
         return preset_workload(spec.preset, spec.rate_per_s, spec.max_prompts, seed, horizon=horizon)
-    raise BlisError(f"--workload-spec is not supported by blis-sweep yet (got {str(spec.spec_path)!r}); "
-                    "use --workload traces, distribution or a preset")
+    if spec.kind == "spec":
+        from blis_sweep.workload_spec_gen import generate_spec_workload
+
+        return generate_spec_workload(spec.spec, horizon)
+    raise BlisError(f"unknown workload kind {spec.kind!r}")
 
 
 def check_run_memory(resolved: ResolvedRun) -> None:
@@ -172,7 +175,9 @@ def run_reference(argv: list[str], cwd: Path | None = None, out=sys.stdout, err=
     requests = RequestResults(
         arrival_ticks=workload.arrival_ticks[:n], input_len=workload.input_len[:n], output_len=out_len,
         ttft_ticks=result.req_ttft[0, :n], e2e_ticks=np.where(completed, result.req_e2e[0, :n], 0),
-        itl=itl, scheduling_delay_ticks=result.req_sched[0, :n], has_ttft=has_ttft, completed=completed)
+        itl=itl, scheduling_delay_ticks=result.req_sched[0, :n], has_ttft=has_ttft, completed=completed,
+        slo_class=workload.labels.slo_class_list() if workload.labels is not None else None,
+        tenant_id=workload.labels.tenant_list() if workload.labels is not None else None)
     text, file_text = save_results_output(
         "cluster", metrics_dict(result.cluster[0]), start_ts, datetime.now(), time.perf_counter() - started,
         results_path=resolved.results_path or "", requests=requests)

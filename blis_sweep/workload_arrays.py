@@ -9,6 +9,22 @@ from blis_sweep.kernels.hashing import prefix_hashes_nb
 
 
 @dataclass(frozen=True)
+class RequestLabels:
+    """Per-request SLO class and tenant (workload specs): codes into the name tuples."""
+
+    slo_class: np.ndarray  # int32 [n], index into slo_names
+    slo_names: tuple
+    tenant: np.ndarray  # int32 [n], index into tenant_names
+    tenant_names: tuple
+
+    def slo_class_list(self) -> list[str]:
+        return [self.slo_names[c] for c in self.slo_class]
+
+    def tenant_list(self) -> list[str]:
+        return [self.tenant_names[c] for c in self.tenant]
+
+
+@dataclass(frozen=True)
 class Workload:
     """Requests as arrays. Request r is the reference's `request_<r>`.
 
@@ -24,6 +40,7 @@ class Workload:
     prefix_hash: np.ndarray  # uint64 [seq_offset[n]]
     id_rank: np.ndarray  # int64 [n]: rank of the string "request_<r>" in byte order
     rate_per_s: float = 0.0  # offered rate the reference reports (0 for traces)
+    labels: RequestLabels | None = None  # SLO class and tenant per request (workload specs)
 
     @property
     def num_requests(self) -> int:
@@ -55,7 +72,8 @@ def build_workload(arrival_ticks, input_tokens: list, output_tokens: list, rate_
     return build_workload_from_packed(np.asarray(arrival_ticks, dtype=np.int64), in_len, out_len, tokens, rate_per_s)
 
 
-def build_workload_from_packed(arrival_ticks, in_len, out_len, tokens, rate_per_s: float = 0.0) -> Workload:
+def build_workload_from_packed(arrival_ticks, in_len, out_len, tokens, rate_per_s: float = 0.0,
+                               labels: RequestLabels | None = None) -> Workload:
     """Like build_workload, with all tokens already packed request by request (input then output)."""
     n = in_len.shape[0]
     token_offsets = np.zeros(n + 1, dtype=np.int64)
@@ -78,4 +96,5 @@ def build_workload_from_hashes(arrival_ticks, in_len, out_len, prefix_hash, rate
         prefix_hash=prefix_hash,
         id_rank=request_id_ranks(n),
         rate_per_s=rate_per_s,
+        labels=labels,
     )

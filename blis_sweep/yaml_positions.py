@@ -40,11 +40,16 @@ class Positions(dict):
         return self.get((), None)
 
 
-def load_yaml_with_positions(text: str, source: str) -> tuple[object, Positions]:
-    """(value, positions) of a one-document YAML text; errors are BlisError naming `source` and the line."""
+def compose_yaml(text: str, source: str, convert):
+    """convert(loader, node) of the one document in `text` (None when empty); YAML errors are
+    BlisError naming `source` and the line."""
     loader = Yaml12SafeLoader(text)
     try:
         node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_alias_expansion(node, source)
+        return convert(loader, node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}" if mark is not None else source
@@ -53,47 +58,52 @@ def load_yaml_with_positions(text: str, source: str) -> tuple[object, Positions]
         raise BlisError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
     finally:
         loader.dispose()
-    positions = Positions()
-    if node is None:
-        return None, positions
-    positions[()] = node.start_mark.line + 1
-    budget = _Budget(_distinct_nodes(node) + ALIAS_EXPANSION_BUDGET, source)
-    return _convert(loader, node, (), positions, source, budget), positions
 
 
-# Nodes that anchors/aliases may add when expanded into plain values ("billion laughs" guard).
+# Values that anchors/aliases may add when expanded into plain values ("billion laughs" guard).
 ALIAS_EXPANSION_BUDGET = 10_000
 
 
-class _Budget:
-    def __init__(self, nodes: int, source: str):
-        self.left = nodes
-        self.source = source
+def _check_alias_expansion(root, source: str) -> None:
+    """Refuse a document whose aliases expand to far more values than it writes out.
 
-    def spend(self) -> None:
-        self.left -= 1
-        if self.left < 0:
-            raise BlisError(f"{self.source}: YAML aliases expand to too many values (at most "
-                            f"{ALIAS_EXPANSION_BUDGET} repeated through anchors/aliases); write the values out")
-
-
-def _distinct_nodes(root) -> int:
-    seen, stack = set(), [root]
+    Sizes are memoised per node, so this costs one pass over the distinct nodes even
+    when the expansion would be astronomically large.
+    """
+    expanded: dict[int, int] = {}
+    stack = [(root, False)]
     while stack:
-        node = stack.pop()
-        if id(node) in seen:
+        node, children_done = stack.pop()
+        if id(node) in expanded:
             continue
-        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                stack += [key_node, value_node]
+            children = [n for pair in node.value for n in pair]
         elif isinstance(node, yaml.SequenceNode):
-            stack += node.value
-    return len(seen)
+            children = list(node.value)
+        else:
+            children = []
+        if children_done:
+            expanded[id(node)] = 1 + sum(expanded[id(c)] for c in children)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in expanded)
+    if expanded[id(root)] > len(expanded) + ALIAS_EXPANSION_BUDGET:
+        raise BlisError(f"{source}: YAML aliases expand to too many values (at most {ALIAS_EXPANSION_BUDGET} "
+                        "repeated through anchors/aliases); write the values out")
 
 
-def _convert(loader, node, path: tuple, positions: Positions, source: str, budget: _Budget):
-    budget.spend()
+def load_yaml_with_positions(text: str, source: str) -> tuple[object, Positions]:
+    """(value, positions) of a one-document YAML text; errors are BlisError naming `source` and the line."""
+    positions = Positions()
+
+    def convert(loader, node):
+        positions[()] = node.start_mark.line + 1
+        return _convert(loader, node, (), positions, source)
+
+    return compose_yaml(text, source, convert), positions
+
+
+def _convert(loader, node, path: tuple, positions: Positions, source: str):
     if isinstance(node, yaml.MappingNode):
         try:
             loader.flatten_mapping(node)  # `<<: *anchor` merge keys
@@ -112,13 +122,13 @@ def _convert(loader, node, path: tuple, positions: Positions, source: str, budge
                 raise BlisError(f"{source}:{line}: {where}: duplicate key (first given on line "
                                 f"{positions[path + (key,)]})")
             positions[path + (key,)] = line
-            out[key] = _convert(loader, value_node, path + (key,), positions, source, budget)
+            out[key] = _convert(loader, value_node, path + (key,), positions, source)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             positions[path + (i,)] = item.start_mark.line + 1
-            items.append(_convert(loader, item, path + (i,), positions, source, budget))
+            items.append(_convert(loader, item, path + (i,), positions, source))
         return items
     try:
         return loader.construct_object(node, deep=True)

@@ -161,3 +161,242 @@ def reference_distribution_nb(seed, n_requests, prefix_tokens, prompt, output, m
         in_len[r] = prefix_tokens + n_prompt
         out_len[r] = n_output
     return pos
+
+
+# ---------------------------------------------------------------------------
+# The reference's workload-spec generator (sim/workload at d25e1935): exponential draws,
+# Gamma / Weibull inter-arrival times and token-length samplers on Go's stream.
+
+RE_EXP = 7.69711747013104972
+INT64_MIN = -(1 << 63)
+TWO63 = 9223372036854775808.0
+
+ARRIVAL_POISSON = 0
+ARRIVAL_GAMMA = 1
+ARRIVAL_WEIBULL = 2
+
+LENGTH_GAUSSIAN = 0
+LENGTH_EXPONENTIAL = 1
+LENGTH_PARETO_LOGNORMAL = 2
+LENGTH_EMPIRICAL = 3
+
+# client columns of spec_client_requests_nb's `samplers` argument (-1: absent)
+CS_INPUT, CS_OUTPUT, CS_TEXT, CS_IMAGE, CS_IMAGE_COUNT, CS_AUDIO, CS_AUDIO_COUNT, CS_VIDEO, CS_VIDEO_COUNT, \
+    CS_REASON_RATIO = range(10)
+SPEC_TOO_MANY_DRAWS = -1
+SPEC_TOO_MANY_TOKENS = -2
+SPEC_NEGATIVE_LENGTH = -3
+
+
+@njit(cache=True, error_model="numpy")
+def go_float_to_int_nb(x):
+    """Go's int64(x) on amd64: truncation; NaN and out-of-range values give math.MinInt64."""
+    if not (-TWO63 <= x < TWO63):
+        return np.int64(INT64_MIN)
+    return np.int64(x)
+
+
+@njit(cache=True, error_model="numpy")
+def go_exp_float64_nb(state, ke, we, fe):
+    """ExpFloat64: the exponential ziggurat (256 strips, float32 tables)."""
+    while True:
+        j = (go_int63_nb(state) >> 31) & 0xFFFFFFFF  # Uint32()
+        i = j & 0xFF
+        x = float(j) * float(we[i])
+        if j < ke[i]:
+            return x
+        if i == 0:
+            return RE_EXP - math.log(go_float64_nb(state))
+        u = np.float32(go_float64_nb(state))
+        if fe[i] + u * (fe[i - 1] - fe[i]) < np.float32(math.exp(-x)):
+            return x
+
+
+@njit(cache=True, error_model="numpy")
+def _gamma_marsaglia_tsang_nb(state, shape, scale, kn, wn, fn):
+    d = shape - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    while True:
+        while True:
+            x = go_norm_float64_nb(state, kn, wn, fn)
+            v = 1.0 + c * x
+            if v > 0:
+                break
+        v = v * v * v
+        u = go_float64_nb(state)
+        if u < 1.0 - 0.0331 * (x * x) * (x * x):
+            return d * v * scale
+        if math.log(u) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
+            return d * v * scale
+
+
+@njit(cache=True, error_model="numpy")
+def go_gamma_nb(state, shape, scale, kn, wn, fn):
+    """Gamma(shape, scale): Marsaglia-Tsang; below shape 1, Gamma(shape+1) * U^(1/shape), U drawn first."""
+    if shape < 1.0:
+        u = go_float64_nb(state)
+        return _gamma_marsaglia_tsang_nb(state, shape + 1.0, scale, kn, wn, fn) * math.pow(u, 1.0 / shape)
+    return _gamma_marsaglia_tsang_nb(state, shape, scale, kn, wn, fn)
+
+
+@njit(cache=True, error_model="numpy")
+def spec_iat_nb(state, kind, p0, p1, kn, wn, fn, ke, we, fe):
+    """One inter-arrival time in µs (>= 1). poisson: p0 = rate/µs; gamma: (shape, scale); weibull: (k, scale)."""
+    if kind == ARRIVAL_GAMMA:
+        sample = go_gamma_nb(state, p0, p1, kn, wn, fn)
+    elif kind == ARRIVAL_WEIBULL:
+        u = go_float64_nb(state)
+        sample = p1 * math.pow(-math.log(u), 1.0 / p0)
+    else:
+        sample = go_exp_float64_nb(state, ke, we, fe) / p0
+    iat = go_float_to_int_nb(sample)
+    return iat if iat >= 1 else np.int64(1)
+
+
+@njit(cache=True, error_model="numpy")
+def _rounded_length_nb(val):
+    n = go_float_to_int_nb(go_round_nb(val))
+    return n if n >= 1 else np.int64(1)
+
+
+@njit(cache=True, error_model="numpy")
+def spec_length_nb(state, s, kinds, fparams, iparams, emp_offsets, emp_values, emp_cdf, kn, wn, fn, ke, we, fe):
+    """One draw of length sampler s (the reference's LengthSampler.Sample)."""
+    kind = kinds[s]
+    if kind == LENGTH_GAUSSIAN:
+        lo = iparams[s, 0]
+        hi = iparams[s, 1]
+        if lo == hi:
+            return lo
+        val = go_norm_float64_nb(state, kn, wn, fn) * fparams[s, 1] + fparams[s, 0]
+        return _rounded_length_nb(min(float(hi), max(float(lo), val)))
+    if kind == LENGTH_EXPONENTIAL:
+        return _rounded_length_nb(go_exp_float64_nb(state, ke, we, fe) * fparams[s, 0])
+    if kind == LENGTH_PARETO_LOGNORMAL:
+        if go_float64_nb(state) < fparams[s, 4]:
+            u = go_float64_nb(state)
+            val = fparams[s, 1] / math.pow(u, 1.0 / fparams[s, 0])
+        else:
+            z = go_norm_float64_nb(state, kn, wn, fn)
+            val = math.exp(fparams[s, 2] + fparams[s, 3] * z)
+        return _rounded_length_nb(val)
+    a = emp_offsets[s]
+    b = emp_offsets[s + 1]
+    if b == a:
+        return np.int64(1)
+    if b - a == 1:
+        return emp_values[a]
+    u = go_float64_nb(state)
+    idx = a + np.searchsorted(emp_cdf[a:b], u)  # first entry with cdf >= u
+    if idx >= b:
+        idx = b - 1
+    return emp_values[idx]
+
+
+@njit(cache=True, error_model="numpy")
+def _grow_nb(a, need):
+    if need <= a.shape[0]:
+        return a
+    b = np.empty(max(need, 2 * a.shape[0]), dtype=a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True, error_model="numpy")
+def _draw_ids_nb(state, tokens, start, count, max_token_id):
+    """tokens[start:start+count] = Intn draws (growing the array as needed); returns the array."""
+    tokens = _grow_nb(tokens, start + count)
+    for k in range(count):
+        tokens[start + k] = go_intn_nb(state, max_token_id)
+    return tokens
+
+
+@njit(cache=True, error_model="numpy")
+def spec_client_requests_nb(seed, arrival_kind, arrival_p0, arrival_p1, horizon, windows, has_lifecycle,
+                            multimodal, samplers, kinds, fparams, iparams, emp_offsets, emp_values, emp_cdf,
+                            max_token_id, max_draws, max_tokens, cooked, kn, wn, fn, ke, we, fe):
+    """One client's requests as the reference generates them from its own source (seeded with `seed`).
+
+    Arrivals: draw an inter-arrival time, stop at >= horizon, skip times outside every
+    lifecycle window (no other draws). Then input length, output length, input token ids,
+    output token ids; or, for a multimodal client, text length,
+    image/audio/video counts and sizes, the input token ids (at least 1), output length and
+    ids. Returns (status, arrival ticks, input lengths, output lengths, tokens packed
+    input-then-output); status < 0: SPEC_TOO_MANY_DRAWS / _TOKENS / SPEC_NEGATIVE_LENGTH.
+    """
+    state = go_seed_nb(seed, cooked)
+    cap = 64
+    arrivals = np.empty(cap, dtype=np.int64)
+    in_len = np.empty(cap, dtype=np.int64)
+    out_len = np.empty(cap, dtype=np.int64)
+    tokens = np.empty(4096, dtype=np.int64)
+    n = 0
+    pos = 0
+    draws = 0
+    now = np.int64(0)
+    while now < horizon:
+        draws += 1
+        if draws > max_draws:
+            return SPEC_TOO_MANY_DRAWS, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+        now += spec_iat_nb(state, arrival_kind, arrival_p0, arrival_p1, kn, wn, fn, ke, we, fe)
+        if now >= horizon:
+            break
+        if has_lifecycle:
+            active = False
+            for w in range(windows.shape[0]):
+                if windows[w, 0] <= now < windows[w, 1]:
+                    active = True
+                    break
+            if not active:
+                continue
+        if multimodal:
+            total = np.int64(0)
+            if samplers[CS_TEXT] >= 0:
+                total += spec_length_nb(state, samplers[CS_TEXT], kinds, fparams, iparams, emp_offsets,
+                                        emp_values, emp_cdf, kn, wn, fn, ke, we, fe)
+            for size_col in (CS_IMAGE, CS_AUDIO, CS_VIDEO):
+                if samplers[size_col] >= 0:
+                    count = spec_length_nb(state, samplers[size_col + 1], kinds, fparams, iparams, emp_offsets,
+                                           emp_values, emp_cdf, kn, wn, fn, ke, we, fe)
+                    for _ in range(count):
+                        total += spec_length_nb(state, samplers[size_col], kinds, fparams, iparams, emp_offsets,
+                                                emp_values, emp_cdf, kn, wn, fn, ke, we, fe)
+            if total == 0:
+                total = 1
+            n_in = total
+        else:
+            n_in = spec_length_nb(state, samplers[CS_INPUT], kinds, fparams, iparams, emp_offsets, emp_values,
+                                  emp_cdf, kn, wn, fn, ke, we, fe)
+        if n_in < 0:
+            return SPEC_NEGATIVE_LENGTH, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+        n_out = np.int64(0)
+        if not multimodal:  # both lengths, then both id runs
+            n_out = spec_length_nb(state, samplers[CS_OUTPUT], kinds, fparams, iparams, emp_offsets, emp_values,
+                                   emp_cdf, kn, wn, fn, ke, we, fe)
+        if pos + n_in > max_tokens:
+            return SPEC_TOO_MANY_TOKENS, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+        tokens = _draw_ids_nb(state, tokens, pos, n_in, max_token_id)
+        if multimodal:  # the output length only after the input ids
+            n_out = spec_length_nb(state, samplers[CS_OUTPUT], kinds, fparams, iparams, emp_offsets, emp_values,
+                                   emp_cdf, kn, wn, fn, ke, we, fe)
+        if n_out < 0:
+            return SPEC_NEGATIVE_LENGTH, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+        if pos + n_in + n_out > max_tokens:
+            return SPEC_TOO_MANY_TOKENS, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+        tokens = _draw_ids_nb(state, tokens, pos + n_in, n_out, max_token_id)
+        arrivals = _grow_nb(arrivals, n + 1)
+        in_len = _grow_nb(in_len, n + 1)
+        out_len = _grow_nb(out_len, n + 1)
+        arrivals[n] = now
+        in_len[n] = n_in
+        out_len[n] = n_out
+        n += 1
+        pos += n_in + n_out
+    return 0, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+
+
+@njit(cache=True, error_model="numpy")
+def go_token_ids_nb(state, out, max_token_id):
+    """out[:] = successive Intn(max_token_id) draws (the reference's GenerateRandomTokenIDs)."""
+    for k in range(out.shape[0]):
+        out[k] = go_intn_nb(state, max_token_id)

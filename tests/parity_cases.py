@@ -16,10 +16,16 @@ def load_case(name: str) -> dict:
 
 
 def stage_case(name: str, workdir: Path) -> Path:
-    """Lay out a working directory the way the reference was run: trace.csv, defaults.yaml,
-    hardware_config.json and model_configs/ side by side, paths relative."""
-    with gzip.open(PARITY_DIR / name / "trace.csv.gz", "rb") as src:
-        (workdir / "trace.csv").write_bytes(src.read())
+    """Lay out a working directory the way the reference was run: trace.csv (or a workload spec
+    and the files it names), defaults.yaml, hardware_config.json and model_configs/ side by side,
+    paths relative."""
+    case_dir = PARITY_DIR / name
+    if (case_dir / "trace.csv.gz").exists():
+        with gzip.open(case_dir / "trace.csv.gz", "rb") as src:
+            (workdir / "trace.csv").write_bytes(src.read())
+    for rel in load_case(name).get("spec_files", []):
+        (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(case_dir / rel, workdir / rel)
     shutil.copy(REPO / "model_configs" / "defaults.yaml", workdir / "defaults.yaml")
     shutil.copy(REPO / "hardware" / "hardware_config.json", workdir / "hardware_config.json")
     shutil.copytree(REPO / "model_configs", workdir / "model_configs", ignore=shutil.ignore_patterns("*.yaml", "*.md"))

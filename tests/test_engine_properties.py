@@ -128,3 +128,76 @@ def test_million_block_cache_runs_without_allocating_per_block():
     same = [k for k in range(L.N_METRICS) if k not in (L.M_KV_FREE_END, L.M_KV_TOTAL)]
     np.testing.assert_array_equal(small.cluster[0, same], huge.cluster[0, same])
     assert huge.cluster[0, L.M_KV_USED_END] + huge.cluster[0, L.M_KV_FREE_END] == 1 << 40
+
+
+# ---------------------------------------------------------------- generated workload specs
+
+SPEC_CLIENT = """
+- tenant_id: t{i}
+  slo_class: {slo}
+  rate_fraction: {frac}
+  arrival: {{process: {process}, cv: {cv}}}
+  input_distribution: {input}
+  output_distribution: {{type: exponential, params: {{mean: {out_mean}}}}}
+  prefix_group: {group}
+"""
+SPEC_INPUTS = ("{type: gaussian, params: {mean: 40, std_dev: 30, min: 1, max: 120}}",
+               "{type: exponential, params: {mean: 30}}",
+               "{type: empirical, params: {5: 1, 20: 2, 90: 1}}",
+               "{type: pareto_lognormal, params: {alpha: 2, xm: 10, mu: 3, sigma: 0.5, mix_weight: 0.3}}")
+
+
+@st.composite
+def spec_scenarios(draw):
+    """A small workload spec (2-3 clients, bursty arrivals, shared prefix groups) and a small deployment."""
+    clients = "".join(SPEC_CLIENT.format(
+        i=i, slo=draw(st.sampled_from(["realtime", "batch", "''"])), frac=draw(st.floats(0.2, 3)),
+        process=draw(st.sampled_from(["poisson", "gamma", "weibull"])), cv=draw(st.sampled_from([0.5, 1.0, 3.0])),
+        input=draw(st.sampled_from(SPEC_INPUTS)), out_mean=draw(st.integers(2, 25)),
+        group=draw(st.sampled_from(["g", "h", "''"]))) for i in range(draw(st.integers(1, 3))))
+    text = (f"seed: {draw(st.integers(-1000, 1000))}\naggregate_rate: {draw(st.sampled_from([5, 20, 60]))}\n"
+            f"horizon: {draw(st.sampled_from([400_000, 1_000_000]))}\nclients:{clients}")
+    cfg = dict(
+        total_kv_blocks=draw(st.integers(8, 120)),
+        block_size=draw(st.sampled_from([4, 8, 16])),
+        max_running_reqs=draw(st.integers(1, 8)),
+        max_scheduled_tokens=draw(st.integers(16, 256)),
+        long_prefill_token_threshold=draw(st.sampled_from([0, 0, 8, 32])),
+        horizon=draw(st.sampled_from([2**63 - 1, 2**63 - 1, 500_000])),
+        alpha=(draw(st.floats(0, 400)), draw(st.floats(0, 3)), draw(st.floats(0, 500))),
+        beta=(draw(st.floats(100, 6000)), draw(st.floats(0, 20)), draw(st.floats(0, 10))),
+        scheduler=draw(st.sampled_from(SCHEDULERS)),
+        priority_policy=draw(st.sampled_from(PRIORITIES)),
+    )
+    return text, cfg
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(spec_scenarios())
+def test_engine_equals_oracle_on_generated_spec_workloads(scenario):
+    """The spec generator's requests (token ids included) simulated by the kernel and by the oracle."""
+    from blis_sweep.workload_spec import parse_workload_spec_text
+    from blis_sweep.workload_spec_gen import generate_spec_requests, generate_spec_workload
+
+    text, cfg = scenario
+    spec = parse_workload_spec_text(text)
+    arrivals, in_len, out_len, tokens, _ = generate_spec_requests(spec, cfg["horizon"])
+    starts = np.concatenate([[0], np.cumsum(in_len + out_len)])
+    inputs = [tokens[starts[r]:starts[r] + in_len[r]].tolist() for r in range(len(in_len))]
+    outputs = [tokens[starts[r] + in_len[r]:starts[r + 1]].tolist() for r in range(len(in_len))]
+    oracle = run_oracle(arrivals.tolist(), inputs, outputs, OracleConfig(**cfg))
+    workload = generate_spec_workload(spec, cfg["horizon"])
+    assert np.array_equal(workload.prefix_hash, build_workload(arrivals, inputs, outputs).prefix_hash)
+    res = simulate([engine_config(cfg)], [workload], [0], per_request=True)
+    check_invariants(res, len(inputs))
+    for r, want in enumerate(oracle.requests):
+        flags = int(res.req_flags[0, r])
+        assert bool(flags & L.RF_COMPLETED) == want["completed"], r
+        if want["first_token"]:
+            assert res.req_ttft[0, r] == want["ttft"], r
+        if want["completed"]:
+            assert res.req_e2e[0, r] == want["e2e"], r
+    m, row = oracle.metrics, res.cluster[0]
+    assert row[L.M_COMPLETED] == m["completed_requests"]
+    assert row[L.M_PREEMPTIONS] == m["preemption_count"]
+    assert row[L.M_CACHE_HIT_RATE] == m["cache_hit_rate"]

@@ -75,7 +75,7 @@ def test_unknown_preset_and_workload_kind():
     msg = error("", base=BASE.replace("{preset: chatbot}", "{preset: chat}"))
     assert msg.startswith("s.yaml:6: base.workload.preset: unknown value 'chat' (allowed: chatbot, contentgen,")
     msg = error("", base=BASE.replace("{preset: chatbot}", "{synthetic: 1}"))
-    assert "base.workload.synthetic: unknown workload kind (allowed: preset, distribution, trace)" in msg
+    assert "base.workload.synthetic: unknown workload kind (allowed: preset, distribution, trace, spec)" in msg
     dist = BASE.replace("{preset: chatbot}", "\n    distribution:\n      prompt_tokens: 10\n      prompt_len: 3")
     assert error("", base=dist).startswith("s.yaml:9: base.workload.distribution.prompt_len: unknown key")
 

@@ -58,6 +58,11 @@ def test_every_request_matches(case_run):
         assert _close(g["itl_ms"], float(row["itl_us_per_token"]))
         assert g["scheduling_delay_ms"] == float(row["scheduling_delay_us"])
         assert g["num_prefill_tokens"] == int(row["num_prefill_tokens"])
+        if "slo_class" in row:  # workload-spec cases: generated requests and their labels
+            assert g["arrived_at"] == float(row["arrived_at"]), (name, row["request_id"])
+            assert g["num_decode_tokens"] == int(row["num_decode_tokens"]), (name, row["request_id"])
+            assert g.get("slo_class", "") == row["slo_class"], (name, row["request_id"])
+            assert g.get("tenant_id", "") == row["tenant_id"], (name, row["request_id"])
 
 
 def test_fitness_anomalies_and_trace_summary_match(case_run):
@@ -66,7 +71,9 @@ def test_fitness_anomalies_and_trace_summary_match(case_run):
     anomalies = case.get("anomalies")
     if anomalies and any(anomalies.values()):
         got = sections["Anomaly Counters"]
-        assert int(got["Priority Inversions"]) == anomalies["priority_inversions"]
+        # where the reference's own count varies between runs (equal arrival times), any value it printed
+        allowed = case.get("anomaly_alternatives", {}).get("priority_inversions", [anomalies["priority_inversions"]])
+        assert int(got["Priority Inversions"]) in allowed
         assert int(got["HOL Blocking Events"]) == anomalies["hol_blocking_events"]
         assert int(got["Rejected Requests"]) == anomalies["rejected_requests"]
     else:

@@ -247,6 +247,9 @@ def test_workload_choices(tmp_path):
     preset = resolve(["--model", LLAMA, *COEFFS, "--workload", "chatbot"], tmp_path)
     assert preset.workload.kind == "preset" and preset.workload.prompt_tokens == 256
     assert preset.workload.output_tokens_max == 1024 and preset.workload.max_prompts == 100
+    (tmp_path / "w.yaml").write_text("aggregate_rate: 5\nclients:\n- rate_fraction: 1\n  arrival: {process: poisson}\n"
+                                     "  input_distribution: {type: exponential, params: {mean: 9}}\n"
+                                     "  output_distribution: {type: exponential, params: {mean: 9}}\n")
     spec = resolve(["--model", LLAMA, *COEFFS, "--workload-spec", "w.yaml"], tmp_path)
     assert spec.workload.kind == "spec" and spec.workload.spec_path == tmp_path / "w.yaml"
 
