@@ -41,6 +41,10 @@ from blis_sweep import report_cli  # noqa: E402
 
 report_cli.register(app)
 
+from blis_sweep import plan_cli  # noqa: E402
+
+plan_cli.register(app)
+
 
 def main() -> None:
     """Console entry point: one-line errors for bad input; tracebacks only with BLIS_SWEEP_DEBUG=1."""
