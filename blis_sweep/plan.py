@@ -2,8 +2,8 @@
 
 1. Candidates: every deployment of a sweep file (model x GPU x TP x batch limits; `--gpus`
    and `--models` replace the file's GPUs and models), `rate` left out.
-2. Per-replica capacity of each candidate: the highest rate one replica sustains
-   (steady achieved >= 95% of offered and the SLO met), from `per_replica_capacity`.
+2. Per-replica capacity of each candidate: the highest rate one replica sustains in steady
+   state within the SLO, searched by `blis-sweep capacity` (OUT/per_replica/).
 3. Replicas = ceil(target x (1 + headroom) / per-replica capacity); more than `--max-gpus`
    GPUs drops the candidate. With several replicas every routing policy asked for is a
    candidate of its own.
@@ -38,7 +38,6 @@ DEFAULT_MAX_GPUS = 64
 DEFAULT_VERIFY_SECONDS = 60.0
 VERIFY_SEEDS = 2
 SUSTAIN = 0.95
-RATE_STEP = 1.15  # per-replica rate sweep: geometric grid, 15% apart
 MAX_EXTRA_REPLICAS = 2
 DEPLOYMENT_COLUMNS = ("model", "hardware", "tp", "max_num_running_reqs", "max_num_scheduled_tokens")
 
@@ -156,39 +155,39 @@ def check_sweep_dict(sweep: dict, source: str) -> None:
 
 # ---------------------------------------------------------------- per-replica capacity
 
-def rate_ladder(target: float, headroom: float, max_gpus: int) -> list[float]:
-    """Rates worth knowing for one replica: from the least a useful replica must carry
-    (target x (1 + headroom) / max_gpus) up to the whole target with headroom."""
-    hi = target * (1 + headroom)
-    lo = hi / max_gpus
-    n = max(2, math.ceil(math.log(hi / lo) / math.log(RATE_STEP)) + 1)
-    return sorted({round(lo * (hi / lo) ** (i / (n - 1)), 4) for i in range(n)})
+def search_range(req: PlanRequest) -> dict:
+    """`search:` block of the per-replica search: no rate above what the whole target needs
+    (one replica is then enough), none below what a replica must carry to fit in max_gpus."""
+    need = req.target_rate * (1 + req.headroom)
+    return {"min_rate": need / req.max_gpus / 2, "max_rate": need * 1.05,
+            "start_rate": min(max(need / 8, need / req.max_gpus), need)}
 
 
 def per_replica_capacity(sweep: dict, req: PlanRequest, out_dir: Path, log) -> tuple[pl.DataFrame, str]:
-    """One row per deployment: capacity_low (highest sustained rate), capacity_high (first failing
-    rate, or null), limited_by. Found by a rate sweep through `grid` (OUT/per_replica/)."""
-    from blis_sweep.curves import compute_curves, write_curves
-    from blis_sweep.grid_run import run_grid
+    """One row per deployment: capacity_low / capacity_high (the interval holding the highest
+    stable rate within the SLO for one replica), limited_by; from `blis-sweep capacity`
+    (steady-state search) on the candidates, run into OUT/per_replica/."""
+    from blis_sweep.capacity import run_capacity
 
-    rates = rate_ladder(req.target_rate, req.headroom, req.max_gpus)
-    cap_sweep = sweep_file_dict(sweep, "per_replica")
-    cap_sweep.setdefault("axes", {})["rate"] = rates
+    cap_sweep = sweep_file_dict(sweep, "per_replica", search=search_range(req))
     cap_sweep["seeds"] = sweep["seeds"][:1]
     path = write_sweep_file(out_dir / "per_replica.yaml", cap_sweep,
-                            f"# blis-sweep plan: per-replica rate sweep ({len(rates)} rates from {rates[0]:g} to "
-                            f"{rates[-1]:g} req/s)\n")
-    log(f"per-replica capacity: rate sweep of {len(rates)} rates through grid -> {out_dir / 'per_replica'}")
-    run_grid(path, out=out_dir / "per_replica", quiet=True, progress=False, overwrite=True)
-    curves = compute_curves(out_dir / "per_replica", slo=sweep["slo"], sustain=SUSTAIN)
-    write_curves(out_dir / "per_replica", curves)
-    g = curves.groups
-    extra = [c for c in ("num_instances", "routing_policy") if c in g.columns]
-    table = g.select(*[c for c in curves.group_columns if c in g.columns and c not in extra],
-                     capacity_low=pl.col("saturation_rate"), capacity_high=pl.col("next_rate"),
-                     limited_by=pl.col("limited_by"))
-    return table, f"rate sweep ({len(rates)} rates, {RATE_STEP - 1:.0%} apart, 1 seed, "\
-                  f"{cap_sweep['base']['num_requests']} requests per run)"
+                            "# blis-sweep plan: per-replica capacity search (re-run with `blis-sweep capacity`)\n")
+    log(f"per-replica capacity: `capacity` search over the candidates -> {out_dir / 'per_replica'}")
+    run = run_capacity(path, out=out_dir / "per_replica", quiet=True, progress=False, overwrite=True)
+    table = run.table.select(*DEPLOYMENT_COLUMNS, capacity_low=pl.col("max_rate_low"),
+                             capacity_high=pl.col("max_rate_high"), limited_by=pl.col("limited_by"))
+    return table, (f"steady-state capacity search (`blis-sweep capacity`, tolerance "
+                   f"{run_tolerance(run):.0%}, {run.requests_total:,} requests simulated)")
+
+
+def run_tolerance(run) -> float:
+    import json
+
+    try:
+        return float(json.loads((run.out_dir / "manifest.json").read_text())["search"]["tolerance"])
+    except (OSError, ValueError, KeyError):
+        return float("nan")
 
 
 # ---------------------------------------------------------------- verification
@@ -206,7 +205,10 @@ class Verdict:
 
 
 def judge(rows: pl.DataFrame, slo: dict[str, float]) -> Verdict:
-    """Pass when every seed keeps up, meets every SLO bound and (if reported) is steady-state stable."""
+    """Pass when every seed keeps up (achieved >= SUSTAIN of offered over the steady window), has
+    the steady-state verdict `stable` and meets every SLO bound (on its steady-window value)."""
+    from blis_sweep.capacity import slo_column
+
     fails = set()
     for r in rows.iter_rows(named=True):
         if r.get("infeasible"):
@@ -217,12 +219,14 @@ def judge(rows: pl.DataFrame, slo: dict[str, float]) -> Verdict:
         if r.get("verdict") not in (None, "stable"):
             fails.add(f"steady state: {r['verdict']}")
         for key, bound in slo.items():
-            if r.get(key) is None or not r[key] <= bound:
+            value = r.get(slo_column(key, r))
+            if value is None or not value <= bound:
                 fails.add(key)
-    out_tps = (rows["achieved_rps"] * rows["total_output_tokens"] / rows["completed_requests"]).mean()
+    ttft, tpot = slo_column("ttft_p99_ms", rows.columns), slo_column("tpot_p99_ms", rows.columns)
+    out_tps = rows["steady_output_tokens_per_s"].mean()
     return Verdict(passed=not fails, text="pass" if not fails else "fail: " + ", ".join(sorted(fails)),
                    achieved_rps=rows["achieved_rps"].mean(), achieved_ratio=rows["achieved_ratio"].min(),
-                   ttft_p99_ms=rows["ttft_p99_ms"].max(), tpot_p99_ms=rows["tpot_p99_ms"].max(),
+                   ttft_p99_ms=rows[ttft].max(), tpot_p99_ms=rows[tpot].max(),
                    output_tokens_per_s=out_tps, requests=int(rows["num_requests"].sum()))
 
 

@@ -16,13 +16,14 @@ HEATMAP_PREFERENCE = ("tp", "max_num_running_reqs", "max_num_scheduled_tokens", 
 
 
 def per_point_throughput(configs: pl.DataFrame, group_cols: list[str]) -> pl.DataFrame:
-    """Per (group, rate), means over replicates: output tokens/s, per GPU, and per user (1 / mean TPOT)."""
+    """Per (group, rate), means over replicates of the steady window: output tokens/s, per GPU,
+    and per user (1000 / mean TPOT in ms: the decode speed one user sees)."""
     df = configs.filter(~pl.col("infeasible")) if "infeasible" in configs.columns else configs
     instances = pl.col("num_instances") if "num_instances" in df.columns else pl.lit(1)
     return (df.with_columns(
         _gpus=pl.col("tp") * instances,
-        _out_tps=pl.col("achieved_rps") * pl.col("total_output_tokens") / pl.col("completed_requests"),
-        _user_tps=1000.0 / pl.col("tpot_mean_ms"),
+        _out_tps=pl.col("steady_output_tokens_per_s"),
+        _user_tps=1000.0 / pl.col("steady_tpot_mean_ms"),
     ).group_by([*group_cols, "rate"], maintain_order=True).agg(
         gpus=pl.col("_gpus").first(),
         output_tokens_per_s=pl.col("_out_tps").mean(),
@@ -128,7 +129,7 @@ def grid_page(run_dir: Path, prices: dict) -> Page:
         charts.append(("pareto", pareto_figure(
             pareto_src["tokens_per_s_per_user"].to_list(), pareto_src["tokens_per_s_per_gpu"].to_list(), labels,
             "Throughput per GPU against speed per user" + (" (sustained points only)" if sustained.height else ""),
-            "output tokens/s per user (1000 / mean TPOT ms)", "output tokens/s per GPU")))
+            "output tokens/s per user (1000 / steady mean TPOT ms)", "output tokens/s per GPU")))
     axes = heatmap_axes(curves.varying_columns, curves.groups)
     if axes is not None:
         a, b = axes

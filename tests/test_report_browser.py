@@ -101,7 +101,7 @@ def expected_summary(run_dir: Path) -> dict:
         if best_rate is None or sat > best_rate:
             best_rate, best_next = sat, nxt
         at = g.filter(pl.col("rate") == sat)
-        tokens_s = (at["achieved_rps"] * at["total_output_tokens"] / at["completed_requests"]).mean()
+        tokens_s = at["steady_output_tokens_per_s"].mean()
         cost = H100_USD * tp / (tokens_s * 3600) * 1e6
         cheapest = cost if cheapest is None else min(cheapest, cost)
     return {"configurations": df.height, "deployments": 4, "best_saturation_rate": best_rate,
