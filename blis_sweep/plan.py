@@ -290,9 +290,7 @@ def make_plan(req: PlanRequest, out: str | Path | None = None, quiet: bool = Fal
     for i, c in enumerate(candidates):
         start = c["replicas"]
         while True:
-            c["label"] = (f"{c['model'].rsplit('/', 1)[-1]} {c['hardware']} tp={c['tp']} x{c['replicas']} "
-                          f"{c['routing_policy'] if c['replicas'] > 1 else ''} "
-                          f"batch {c['max_num_running_reqs']}/{c['max_num_scheduled_tokens']}").replace("  ", " ")
+            c["label"] = plan_label(c, several_models=len(sweep["axes"]["model"]) > 1)
             verdict, path = verify(sweep, c, req, out_dir, f"c{i:02d}-x{c['replicas']}")
             if verdict.passed or c["replicas"] - start >= MAX_EXTRA_REPLICAS \
                     or (c["replicas"] + 1) * c["tp"] > req.max_gpus:
@@ -332,6 +330,14 @@ PLAN_SCHEMA = {
     "ttft_p99_ms": pl.Float64, "tpot_p99_ms": pl.Float64, "output_tokens_per_s": pl.Float64,
     "tokens_per_s_per_gpu": pl.Float64, "verify_requests": pl.Int64, "verify_sweep": pl.String,
 }
+
+
+def plan_label(c: dict, several_models: bool) -> str:
+    """e.g. `H100 tp=1 x11 round-robin running=256 tokens=8192` (the model's name too when several are planned)."""
+    model = c["model"].rsplit("/", 1)[-1] + " " if several_models else ""
+    routing = f" {c['routing_policy']}" if c["replicas"] > 1 else ""
+    return (f"{model}{c['hardware']} tp={c['tp']} x{c['replicas']}{routing} "
+            f"running={c['max_num_running_reqs']} tokens={c['max_num_scheduled_tokens']}")
 
 
 def _row(c: dict, v: Verdict, path: Path, planned: int, req: PlanRequest, prices: dict) -> dict:

@@ -38,8 +38,22 @@ def usd_per_million_tokens(usd_per_hour: float | None, tokens_per_s: float | Non
     return usd_per_hour / (tokens_per_s * 3600.0) * 1e6
 
 
+SHORT_NAMES = {"max_num_running_reqs": "running", "max_num_scheduled_tokens": "tokens", "num_instances": "replicas",
+               "routing_policy": "routing", "long_prefill_token_threshold": "chunk"}
+
+
 def label_of(row: dict, cols: list[str]) -> str:
-    return ", ".join(f"{c}={row[c]}" for c in cols)
+    """A short name of a deployment: GPU and model names as they are, other parameters as key=value."""
+    parts = []
+    for c in cols:
+        v = row[c]
+        if c == "model" and isinstance(v, str):
+            parts.append(v.rsplit("/", 1)[-1])
+        elif c == "hardware":
+            parts.append(str(v))
+        else:
+            parts.append(f"{SHORT_NAMES.get(c, c)}={v}")
+    return " ".join(parts)
 
 
 def heatmap_axes(varying: list[str], groups: pl.DataFrame) -> tuple[str, str] | None:
