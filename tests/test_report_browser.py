@@ -1,8 +1,8 @@
 """The HTML report opened in a real browser (Debian's headless Chromium through chromedriver).
 
-Checks what a reader sees: the page loads from a file with no console errors and no
-network request, every chart has drawn something, and the summary's numbers equal
-values recomputed here from the Parquet results. A screenshot is saved
+Checks what a reader sees, for a grid, a capacity and a plan run: the page loads from a
+file with no console errors and no network request, every chart has drawn something, and
+the summary's numbers equal values recomputed here from the Parquet results. A screenshot is saved
 (to $BLIS_SWEEP_SCREENSHOT_DIR when set, else the test's temporary folder).
 
 Chromium is installed by .ci/run (`apt-get install chromium chromium-driver`); the test
@@ -52,15 +52,24 @@ def blis(*args, cwd=None):
     return subprocess.run(["blis-sweep", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
+PLAN_SPEC = Path(__file__).parent / "data" / "plan" / "plan_small.yaml"
+
+
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def runs(tmp_path_factory):
+    """A grid run with its report, and a small plan (whose per-replica search is a capacity run) with theirs."""
     root = tmp_path_factory.mktemp("report")
     (root / "sweep.yaml").write_text(SWEEP)
     run = blis("grid", root / "sweep.yaml", "--out", root / "run", "-q")
     assert run.returncode == 0, run.stderr
-    rep = blis("report", root / "run", "--out", root / "report.html")
-    assert rep.returncode == 0, rep.stderr
-    return root
+    plan = blis("plan", PLAN_SPEC, "--target-rate", 30, "--gpus", "H100", "--routing", "least-loaded",
+                "--verify-seconds", 10, "--out", root / "plan", "-q")
+    assert plan.returncode == 0, plan.stderr
+    pages = {"grid": root / "report.html", "plan": root / "plan.html", "capacity": root / "capacity.html"}
+    for kind, run_dir in (("grid", root / "run"), ("plan", root / "plan"), ("capacity", root / "plan" / "per_replica")):
+        rep = blis("report", run_dir, "--out", pages[kind])
+        assert rep.returncode == 0, rep.stderr
+    return root, pages
 
 
 @pytest.fixture(scope="module")
@@ -108,20 +117,39 @@ def expected_summary(run_dir: Path) -> dict:
             "best_next_rate": best_next, "cheapest_usd_per_mtok": cheapest}
 
 
-def test_report_in_chromium(report, browser):
-    page = report / "report.html"
+def expected_capacity_summary(table: pl.DataFrame) -> dict:
+    best = table.sort("max_rate_rps", descending=True, nulls_last=True).row(0, named=True)
+    return {"deployments": table.height, "best_max_rate_rps": best["max_rate_rps"],
+            "best_max_rate_high": best["max_rate_high"], "requests_simulated": table["requests_simulated"].sum()}
+
+
+def expected_plan_summary(plan: pl.DataFrame) -> dict:
+    ok = plan.filter(pl.col("verdict") == "pass").sort("usd_per_hour")
+    return {"target_rate": 30.0, "candidates": plan.height, "verified": ok.height,
+            "cheapest_gpus": ok["gpus"][0], "cheapest_usd_per_hour": ok["usd_per_hour"][0],
+            "cheapest_ttft_p99_ms": ok["ttft_p99_ms"][0], "cheapest_tpot_p99_ms": ok["tpot_p99_ms"][0]}
+
+
+CHARTS = {"grid": {"saturation", "pareto", "heatmap", "ratio"},
+          "plan": {"cost", "ttft", "capacity", "pareto"},
+          "capacity": {"capacity", "pareto"}}
+
+
+@pytest.mark.parametrize("kind", ["grid", "capacity", "plan"])
+def test_report_in_chromium(runs, browser, kind):
+    root, pages = runs
+    page = pages[kind]
     browser.get(page.as_uri())
-    browser.get_log("browser")  # (drained below after charts settle)
     charts = browser.execute_script("""
         return [...document.querySelectorAll('.js-plotly-plot')].map(e => ({
             id: e.id,
             width: e.getBoundingClientRect().width, height: e.getBoundingClientRect().height,
             svgs: e.querySelectorAll('svg.main-svg').length,
             drawn: e.querySelectorAll('.scatterlayer .trace path, .heatmaplayer image, .barlayer path').length}));""")
-    logs = browser.get_log("browser")
-    errors = [entry for entry in logs if entry["level"] == "SEVERE"]
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
-    assert {c["id"] for c in charts} == {"chart-saturation", "chart-pareto", "chart-heatmap", "chart-ratio"}
+    assert browser.execute_script("return document.querySelector('main').dataset.runKind") == kind
+    assert {c["id"].removeprefix("chart-") for c in charts} >= CHARTS[kind]
     for c in charts:
         assert c["svgs"] > 0 and c["drawn"] > 0 and c["width"] > 300 and c["height"] > 200, c
     # nothing fetched from anywhere but the file itself
@@ -132,14 +160,26 @@ def test_report_in_chromium(report, browser):
         const out = {};
         document.querySelectorAll('#summary [data-key]').forEach(e => out[e.dataset.key] = e.dataset.value);
         return out;""")
-    expected = expected_summary(report / "run")
+    if kind == "grid":
+        expected = expected_summary(root / "run")
+        rows = 4
+    elif kind == "capacity":
+        table = pl.read_parquet(root / "plan" / "per_replica" / "capacity.parquet")
+        expected, rows = expected_capacity_summary(table), table.height
+    else:
+        plan = pl.read_parquet(root / "plan" / "plan.parquet")
+        expected, rows = expected_plan_summary(plan), plan.height
+    assert expected.get("best_saturation_rate", expected.get("best_max_rate_rps", 1)) is not None
     for key, value in expected.items():
-        assert shown[key] != "" and float(shown[key]) == pytest.approx(value, rel=1e-9), key
-    assert browser.execute_script("return document.querySelectorAll('#ranked tbody tr').length") == 4
+        if value is None:  # e.g. no failing rate below the search's ceiling: shown as "-"
+            assert shown[key] == "", key
+        else:
+            assert shown[key] != "" and float(shown[key]) == pytest.approx(value, rel=1e-9), key
+    assert browser.execute_script("return document.querySelectorAll('#ranked tbody tr').length") == rows
 
-    shots = Path(os.environ.get("BLIS_SWEEP_SCREENSHOT_DIR") or report)
+    shots = Path(os.environ.get("BLIS_SWEEP_SCREENSHOT_DIR") or root)
     shots.mkdir(parents=True, exist_ok=True)
-    assert browser.save_screenshot(str(shots / "report.png"))
-    assert (shots / "report.png").stat().st_size > 10_000
-    figures = sorted(p.name for p in (report / "report_figures").iterdir())
-    assert figures == sorted(f"{k}.{s}" for k in ("heatmap", "pareto", "ratio", "saturation") for s in ("png", "svg"))
+    assert browser.save_screenshot(str(shots / f"report-{kind}.png"))
+    assert (shots / f"report-{kind}.png").stat().st_size > 10_000
+    figures = sorted(p.name for p in (page.parent / f"{page.stem}_figures").iterdir())
+    assert figures == sorted(f"{k}.{s}" for k in (c["id"].removeprefix("chart-") for c in charts) for s in ("png", "svg"))
