@@ -173,6 +173,13 @@ def test_plan_sweep_must_not_have_a_rate_axis(tmp_path):
     assert "axes.rate: a plan chooses the rates itself" in one_error_line(res)
 
 
+def test_plan_needs_an_slo(tmp_path):
+    (tmp_path / "no_slo.yaml").write_text(SMALL.read_text().split("slo:")[0])
+    res = blis("plan", tmp_path / "no_slo.yaml", "--target-rate", "10", "--out", tmp_path / "out")
+    assert "plan needs an SLO" in one_error_line(res)
+    assert not (tmp_path / "out").exists()
+
+
 def test_user_prices_override_the_bundled_ones(tmp_path):
     from blis_sweep.plan_prices import load_prices
 
