@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 
 from blis_sweep.report import Page, common_methods, fmt, html_table, read_manifest, read_text, slo_text
-from blis_sweep.report_charts import bar_figure, heatmap_figure, pareto_figure
-from blis_sweep.report_grid import heatmap_axes, label_of, price_note, usd_per_million_tokens
+from blis_sweep.report_charts import bar_figure, pareto_figure
+from blis_sweep.report_grid import best_rate_heatmap, heatmap_axes, label_of, price_note, usd_per_million_tokens
 
 NOT_PARAMS = {"deployment_id", "rank", "sweep", "infeasible", "infeasible_reason", "kv_blocks_source",
               "total_kv_blocks", "alpha_coeffs", "beta_coeffs", "vllm_version"}
@@ -49,12 +49,8 @@ def capacity_charts(rows: list[dict], table: pl.DataFrame, shown: list[str], slo
             "output tokens/s per user (1000 / steady mean TPOT ms)", "output tokens/s per GPU")))
     axes = heatmap_axes([c for c in shown if c in table.columns], table) if len(shown) >= 2 else None
     if axes is not None:
-        a, b = axes
-        cells = table.group_by(a, b).agg(pl.col("max_rate_rps").max())
-        xs, ys = sorted(cells[a].unique().to_list()), sorted(cells[b].unique().to_list())
-        lookup = {(r[a], r[b]): r["max_rate_rps"] for r in cells.iter_rows(named=True)}
-        charts.append(("heatmap", heatmap_figure([[lookup.get((x, y)) for x in xs] for y in ys], xs, ys,
-                                                 f"Highest stable rate (req/s) by {a} and {b}", a, b, "req/s")))
+        charts.append(("heatmap", best_rate_heatmap(table, axes, "max_rate_rps",
+                                                    f"Highest stable rate (req/s) by {axes[0]} and {axes[1]}")))
     return charts
 
 

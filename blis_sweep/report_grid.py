@@ -66,6 +66,15 @@ def heatmap_axes(varying: list[str], groups: pl.DataFrame) -> tuple[str, str] | 
     return None
 
 
+def best_rate_heatmap(table: pl.DataFrame, axes: tuple[str, str], column: str, title: str):
+    """Heatmap of the best `column` value for each pair of values of two parameters."""
+    a, b = axes
+    cells = table.group_by(a, b).agg(pl.col(column).max())
+    xs, ys = sorted(cells[a].unique().to_list()), sorted(cells[b].unique().to_list())
+    lookup = {(r[a], r[b]): r[column] for r in cells.iter_rows(named=True)}
+    return heatmap_figure([[lookup.get((x, y)) for x in xs] for y in ys], xs, ys, title, a, b, "req/s")
+
+
 def grid_page(run_dir: Path, prices: dict) -> Page:
     from blis_sweep.curves import compute_curves
 
@@ -146,14 +155,10 @@ def grid_page(run_dir: Path, prices: dict) -> Page:
             "output tokens/s per user (1000 / steady mean TPOT ms)", "output tokens/s per GPU")))
     axes = heatmap_axes(curves.varying_columns, curves.groups)
     if axes is not None:
-        a, b = axes
-        cells = curves.groups.group_by(a, b).agg(pl.col("saturation_rate").max())
-        xs, ys = sorted(cells[a].unique().to_list()), sorted(cells[b].unique().to_list())
-        lookup = {(r[a], r[b]): r["saturation_rate"] for r in cells.iter_rows(named=True)}
-        z = [[lookup.get((x, y)) for x in xs] for y in ys]
-        charts.append(("heatmap", heatmap_figure(z, xs, ys, f"Highest sustained rate (req/s) by {a} and {b}"
-                                                 + (" (best over the other parameters)"
-                                                    if len(curves.varying_columns) > 2 else ""), a, b, "req/s")))
+        charts.append(("heatmap", best_rate_heatmap(curves.groups, axes, "saturation_rate",
+                                                    f"Highest sustained rate (req/s) by {axes[0]} and {axes[1]}"
+                                                    + (" (best over the other parameters)"
+                                                       if len(curves.varying_columns) > 2 else ""))))
     if rows:
         rates = sorted(points["rate"].unique().to_list())
         ratio = {(r["group_id"], r["rate"]): r["achieved_ratio"] for r in points.iter_rows(named=True)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,28 +38,13 @@ def test_pareto_front_is_exactly_the_undominated_points(pts):
     assert set(on_front) == undominated and len(on_front) == len(undominated)
 
 
-SWEEP = """
-name: tiny
-base:
-  model: meta-llama/llama-3.1-8b-instruct
-  hardware: H100
-  latency_model: roofline
-  workload:
-    distribution: {prompt_tokens: 128, prompt_tokens_stdev: 64, prompt_tokens_min: 2, prompt_tokens_max: 512,
-                   output_tokens: 32, output_tokens_stdev: 16, output_tokens_min: 1, output_tokens_max: 128}
-  num_requests: 200
-axes:
-  tp: [1, 2]
-  rate: [5, 40]
-slo: {ttft_p99_ms: 200}
-"""
+SWEEP = Path(__file__).parent / "data" / "report_grid.yaml"
 
 
 @pytest.fixture(scope="module")
 def grid_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    (root / "tiny.yaml").write_text(SWEEP)
-    res = blis("grid", root / "tiny.yaml", "--out", root / "run", "-q")
+    root = tmp_path_factory.mktemp("grid")
+    res = blis("grid", SWEEP, "--out", root / "run", "-q")
     assert res.returncode == 0, res.stderr
     return root / "run"
 
@@ -71,7 +57,7 @@ def test_report_is_one_offline_file_with_static_figures(grid_run, tmp_path):
     assert text.count('data-chart="') >= 3
     for section in ("Summary", "Ranked deployments", "GPU prices used", "Methods"):
         assert f"<h2>{section}</h2>" in text
-    assert "d25e1935" in text and "name: tiny" in text  # reference semantics and the sweep file
+    assert "d25e1935" in text and "name: report_grid" in text  # reference semantics and the sweep file
     assert text.index('id="summary"') < text.index('data-chart="saturation"')  # the answer comes first
     figures = sorted(p.name for p in (tmp_path / "r_figures").iterdir())
     assert "saturation.png" in figures and "saturation.svg" in figures

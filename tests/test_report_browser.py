@@ -24,25 +24,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                                 reason="no Chromium: install Debian's chromium and chromium-driver (see .ci/run)")
 
-SWEEP = """
-name: browser
-base:
-  model: meta-llama/llama-3.1-8b-instruct
-  hardware: H100
-  latency_model: roofline
-  workload:
-    distribution: {prompt_tokens: 256, prompt_tokens_stdev: 128, prompt_tokens_min: 2, prompt_tokens_max: 1024,
-                   output_tokens: 64, output_tokens_stdev: 32, output_tokens_min: 1, output_tokens_max: 256}
-  num_requests: 200
-  arrival: poisson
-axes:
-  tp: [1, 2]
-  max_num_running_reqs: [16, 256]
-  rate: [8, 24, 64, 160]
-replicates: 2
-slo:
-  ttft_p99_ms: 300
-"""
+SWEEP = Path(__file__).parent / "data" / "report_grid.yaml"
 SLO_TTFT = 300.0
 SUSTAIN = 0.95
 H100_USD = 2.90  # hardware/gpu_prices.yaml
@@ -59,8 +41,7 @@ PLAN_SPEC = Path(__file__).parent / "data" / "plan" / "plan_small.yaml"
 def runs(tmp_path_factory):
     """A grid run with its report, and a small plan (whose per-replica search is a capacity run) with theirs."""
     root = tmp_path_factory.mktemp("report")
-    (root / "sweep.yaml").write_text(SWEEP)
-    run = blis("grid", root / "sweep.yaml", "--out", root / "run", "-q")
+    run = blis("grid", SWEEP, "--out", root / "run", "-q")
     assert run.returncode == 0, run.stderr
     plan = blis("plan", PLAN_SPEC, "--target-rate", 30, "--gpus", "H100", "--routing", "least-loaded",
                 "--verify-seconds", 10, "--out", root / "plan", "-q")
