@@ -117,6 +117,10 @@ def check_request(req: PlanRequest):
     sweep["zip"] = [g for g in sweep["zip"] if len(g) > 1]
     sweep["axes"] = {"model": req.models or [sweep["base"]["model"]], "hardware": list(gpus), **sweep["axes"]}
     sweep["slo"] = slo
+    sweep["base"]["rate"] = float(r)  # the plan sets every rate; validation needs one
+    if "trace" in sweep["base"]["workload"] or "workload.trace" in sweep["axes"]:
+        raise BlisError(f"{req.spec_path}: workload: a plan needs a generated workload (preset or distribution) "
+                        f"whose rate it can set, not a trace")
     return sweep, prices
 
 
@@ -125,6 +129,8 @@ def sweep_file_dict(sweep: dict, name: str, **changes) -> dict:
     out = {"name": name, "description": sweep.get("description", ""), "base": dict(sweep["base"]),
            "axes": {k: v for k, v in sweep["axes"].items() if len(v) > 1 or k in ("model", "hardware")},
            "zip": sweep["zip"], "seeds": sweep["seeds"], "slo": sweep["slo"]}
+    if sweep.get("steady_state"):
+        out["steady_state"] = sweep["steady_state"]
     for k, v in sweep["axes"].items():
         if k not in out["axes"]:
             out["base"][k] = v[0]
@@ -144,12 +150,15 @@ def write_sweep_file(path: Path, sweep: dict, header: str) -> Path:
     return path
 
 
-def check_sweep_dict(sweep: dict, source: str) -> None:
-    """Parse and resolve a generated sweep (models, GPUs, KV capacity...) without simulating."""
+def check_capacity_sweep(sweep: dict, source: str) -> None:
+    """Everything `capacity` would check of the per-replica sweep (models, GPUs, KV capacity, run
+    lengths, search range), without simulating or writing anything."""
+    from blis_sweep.capacity import capacity_settings
     from blis_sweep.grid_resolve import Resolver
     from blis_sweep.grid_spec import parse_grid_spec_text
 
     spec = parse_grid_spec_text(yaml.safe_dump(sweep, sort_keys=False), source=source)
+    capacity_settings(spec)
     Resolver(spec).validate()
 
 
@@ -163,14 +172,19 @@ def search_range(req: PlanRequest) -> dict:
             "start_rate": min(max(need / 8, need / req.max_gpus), need)}
 
 
+def per_replica_sweep(sweep: dict, req: PlanRequest) -> dict:
+    cap_sweep = sweep_file_dict(sweep, "per_replica", search=search_range(req))
+    cap_sweep["seeds"] = sweep["seeds"][:1]
+    return cap_sweep
+
+
 def per_replica_capacity(sweep: dict, req: PlanRequest, out_dir: Path, log) -> tuple[pl.DataFrame, str]:
     """One row per deployment: capacity_low / capacity_high (the interval holding the highest
     stable rate within the SLO for one replica), limited_by; from `blis-sweep capacity`
     (steady-state search) on the candidates, run into OUT/per_replica/."""
     from blis_sweep.capacity import run_capacity
 
-    cap_sweep = sweep_file_dict(sweep, "per_replica", search=search_range(req))
-    cap_sweep["seeds"] = sweep["seeds"][:1]
+    cap_sweep = per_replica_sweep(sweep, req)
     path = write_sweep_file(out_dir / "per_replica.yaml", cap_sweep,
                             "# blis-sweep plan: per-replica capacity search (re-run with `blis-sweep capacity`)\n")
     log(f"per-replica capacity: `capacity` search over the candidates -> {out_dir / 'per_replica'}")
@@ -262,11 +276,12 @@ def make_plan(req: PlanRequest, out: str | Path | None = None, quiet: bool = Fal
     log = _log(quiet)
     sweep, prices = check_request(req)
     out_dir = Path(out) if out is not None else Path("results") / f"plan_{req.target_rate:g}rps"
-    check_sweep_dict(sweep_file_dict(sweep, "plan"), str(req.spec_path))
+    check_capacity_sweep(per_replica_sweep(sweep, req), str(req.spec_path))
     try:
         (out_dir / "verify").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BlisError(f"output directory {out_dir} is not writable ({exc.strerror or exc}); choose another --out")
+    clear_verifications(out_dir / "verify")
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
     capacity, source = per_replica_capacity(sweep, req, out_dir, log)
@@ -317,6 +332,16 @@ def make_plan(req: PlanRequest, out: str | Path | None = None, quiet: bool = Fal
         "started_at": started, "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     })
     return PlanResult(table, out_dir, source)
+
+
+def clear_verifications(folder: Path) -> None:
+    """Remove an earlier plan's verification runs (ours only: cNN-xR.yaml and their folders)."""
+    import re
+    import shutil
+
+    for p in folder.iterdir():
+        if re.fullmatch(r"c\d{2,}-x\d+(\.yaml)?", p.name):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 PLAN_SCHEMA = {

@@ -189,3 +189,16 @@ def test_user_prices_override_the_bundled_ones(tmp_path):
     assert mine["H100"].usd_per_gpu_hour == 1.25 and mine["H100"].source == "contract"
     assert mine["A100-80GB"] == bundled["A100-80GB"]  # the others stay
     assert all(p.source and p.date for p in bundled.values())  # every bundled figure says where it is from
+
+
+def test_plan_needs_a_generated_workload_and_long_enough_runs(tmp_path):
+    text = SMALL.read_text()
+    start, end = text.index("  workload:"), text.index("  num_requests:")
+    (tmp_path / "trace.csv").write_text("")
+    (tmp_path / "traced.yaml").write_text(text[:start] + "  workload: {trace: trace.csv}\n" + text[end:])
+    res = blis("plan", tmp_path / "traced.yaml", "--target-rate", "10", "--out", tmp_path / "out")
+    assert "a plan needs a generated workload" in one_error_line(res)
+    (tmp_path / "short.yaml").write_text(text.replace("num_requests: 1000", "num_requests: 50"))
+    res = blis("plan", tmp_path / "short.yaml", "--target-rate", "10", "--out", tmp_path / "out")
+    assert "num_requests: capacity runs need at least 200 requests" in one_error_line(res)
+    assert not (tmp_path / "out").exists()
