@@ -197,7 +197,11 @@ def save_static(fig, path: Path) -> Path:
             label = trace.name if trace.showlegend is not False else None
             if "lines" not in mode:
                 style["linestyle"] = "none"
-            ax.plot(xs, list(trace.y), marker="o" if "markers" in mode else None, ms=3, label=label, **style)
+            line = ax.plot(xs, list(trace.y), marker="o" if "markers" in mode else None, ms=3, label=label,
+                           **style)[0]
+            if trace.error_y is not None and trace.error_y.array is not None:
+                ax.errorbar(xs, list(trace.y), yerr=[trace.error_y.arrayminus, trace.error_y.array], fmt="none",
+                            ecolor=line.get_color(), elinewidth=0.8, capsize=2)
     for trace in fig.data:
         if trace.type == "scatter" and list(trace.x) and isinstance(list(trace.x)[0], str):
             _axis_of(trace, axes).axhline(trace.y[0], color=SLO_COLOR, ls=":", label=trace.name)

@@ -20,10 +20,12 @@ def per_point_throughput(configs: pl.DataFrame, group_cols: list[str]) -> pl.Dat
     and per user (1000 / mean TPOT in ms: the decode speed one user sees)."""
     df = configs.filter(~pl.col("infeasible")) if "infeasible" in configs.columns else configs
     instances = pl.col("num_instances") if "num_instances" in df.columns else pl.lit(1)
+    steady = "steady_output_tokens_per_s" in df.columns  # runs written before steady-state metrics lack them
     return (df.with_columns(
         _gpus=pl.col("tp") * instances,
-        _out_tps=pl.col("steady_output_tokens_per_s"),
-        _user_tps=1000.0 / pl.col("steady_tpot_mean_ms"),
+        _out_tps=pl.col("steady_output_tokens_per_s") if steady
+        else pl.col("achieved_rps") * pl.col("total_output_tokens") / pl.col("completed_requests"),
+        _user_tps=1000.0 / pl.col("steady_tpot_mean_ms" if steady else "tpot_mean_ms"),
     ).group_by([*group_cols, "rate"], maintain_order=True).agg(
         gpus=pl.col("_gpus").first(),
         output_tokens_per_s=pl.col("_out_tps").mean(),
