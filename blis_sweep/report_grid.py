@@ -107,8 +107,10 @@ def grid_page(run_dir: Path, prices: dict) -> Page:
 
     models = ", ".join(sorted(configs["model"].unique().to_list()))
     gpus_used = ", ".join(sorted(configs["hardware"].unique().to_list()))
+    kept_up = ("stable in steady state (backlog not growing)" if "verdict" in configs.columns
+               else f"achieved throughput &ge; {curves.sustain:.0%} of offered")
     question = (f"Which deployment of {html.escape(models)} on {html.escape(gpus_used)} sustains the highest offered "
-                f"load: achieved throughput &ge; {curves.sustain:.0%} of offered and SLO ({slo_text(curves.slo)}) "
+                f"load: {kept_up} and SLO ({slo_text(curves.slo)}) "
                 f"at every tested rate up to it? {len(rows)} deployments x "
                 f"{configs['rate'].n_unique()} rates x {len(manifest.get('seeds') or [1])} seeds.")
     if best is None or best["saturation_rate"] is None:
@@ -198,15 +200,14 @@ def grid_page(run_dir: Path, prices: dict) -> Page:
 
 
 def steady_note(configs: pl.DataFrame, sustain: float) -> str:
-    text = (f"a rate is kept up with when achieved &ge; {sustain:.0%} of offered, both measured over the steady "
-            f"part of each run")
-    if "verdict" in configs.columns:
-        counts = configs.group_by("verdict").len().sort("verdict")
-        text += " (warm-up and cool-down cut; per-run verdicts: " + ", ".join(
-            f"{html.escape(str(r['verdict']))} {r['len']}" for r in counts.iter_rows(named=True)) + ")"
-    else:
-        text += " (arrivals and completions between their 5% and 95% quantiles)"
-    return text
+    if "verdict" not in configs.columns:  # runs written before steady-state metrics
+        return (f"a rate is kept up with when achieved &ge; {sustain:.0%} of offered, both measured between the 5% "
+                f"and 95% quantiles of arrival and completion times")
+    counts = configs.group_by("verdict").len().sort("verdict")
+    return ("each run's warm-up and cool-down are cut (blis_sweep.steady_state); a rate is kept up with when the "
+            "run's verdict is stable (the backlog does not grow); latencies and throughput over the steady window; "
+            "per-run verdicts: " + ", ".join(f"{html.escape(str(r['verdict']))} {r['len']}"
+                                             for r in counts.iter_rows(named=True)))
 
 
 def price_note(prices: dict, gpus: list[str]) -> str:
