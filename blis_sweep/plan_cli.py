@@ -1,7 +1,6 @@
 """Typer command `plan`, registered on the CLI app by cli.py."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
