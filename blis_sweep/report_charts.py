@@ -61,7 +61,7 @@ def saturation_figure(curves: list[dict], slo: dict[str, float]):
         if key in slo:
             fig.add_trace(go.Scatter(x=[0, top], y=[slo[key], slo[key]], mode="lines", name=f"SLO {key}",
                                      line=dict(color=SLO_COLOR, dash="dot", width=1.5)), 1, col)
-        fig.update_yaxes(type="log", row=1, col=col)
+        fig.update_yaxes(type="log", dtick="D2", row=1, col=col)  # labels at 1, 2, 5 x 10^k only
     for col in (1, 2, 3):
         fig.update_xaxes(title_text="offered load (req/s)", row=1, col=col)
     _layout(fig, "Saturation curves (bars: replicate min-max; thick band on the x axis: saturation interval)", 470)
