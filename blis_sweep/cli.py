@@ -1,4 +1,4 @@
-"""Command-line interface: `blis-sweep run | grid | curves | warmup`.
+"""Command-line interface: `blis-sweep run | grid | curves | capacity | plan | report | warmup`.
 
 Bad input raises BlisError anywhere below; it reaches the user as one line on
 stderr with exit status 2, never as a traceback.
@@ -70,6 +70,14 @@ def warmup() -> None:
 from blis_sweep import grid_cli  # noqa: E402  (commands register on the app above)
 
 grid_cli.register(app)
+
+from blis_sweep import report_cli  # noqa: E402
+
+report_cli.register(app)
+
+from blis_sweep import plan_cli  # noqa: E402
+
+plan_cli.register(app)
 
 
 def main() -> None:
