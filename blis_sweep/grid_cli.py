@@ -7,11 +7,14 @@ Both raise BlisError for bad input; cli.main turns it into `error: ...` and exit
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from blis_sweep.errors import BlisError
 
 
 def default_sweep() -> Path:
@@ -30,11 +33,21 @@ def grid_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or status lines.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard results of another sweep in --out.")
                          ] = False,
+    backend: Annotated[str, typer.Option("--backend", help="Where chunks are simulated: local (this process) or "
+                                         "ray (a Ray cluster; pip install 'blis-sweep[ray]').")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        "--address", help="With --backend ray: the cluster to join (auto, or HOST:PORT of its head); "
+                          "default: start a local Ray instance.", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", help="With --backend ray: worker processes, one CPU each (default: every CPU of the cluster).",
+        show_default=False)] = None,
 ) -> None:
     """Simulate every configuration of a sweep file; results stream to Parquet and resume if interrupted."""
     from blis_sweep.grid_run import run_grid
 
-    summary = run_grid(spec or default_sweep(), out=out, requests=requests, quiet=quiet, overwrite=overwrite)
+    with chunk_backend(backend, address, workers) as chosen:
+        summary = run_grid(spec or default_sweep(), out=out, requests=requests, quiet=quiet, overwrite=overwrite,
+                           backend=chosen)
     if not quiet:
         t = summary.timings
         rate = summary.simulated_configs / max(t["wall_s"] - t["compile_s"], 1e-9)
@@ -68,6 +81,26 @@ def curves_command(
         written = plot_curves(curves, plot, top=min(top, 8))
         if not quiet:
             print(f"wrote {written}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def chunk_backend(name: str, address: str | None, workers: int | None):
+    """None for the local backend, or a RayBackend closed on exit; BlisError for bad flags."""
+    if name == "local":
+        for flag, value in (("--address", address), ("--workers", workers)):
+            if value is not None:
+                raise BlisError(f"{flag}: only with --backend ray")
+        yield None
+        return
+    if name != "ray":
+        raise BlisError(f"--backend: unknown backend {name!r} (allowed: local, ray)")
+    from blis_sweep.ray_backend import RayBackend
+
+    backend = RayBackend(address=address, workers=workers)
+    try:
+        yield backend
+    finally:
+        backend.close()
 
 
 def register(app: typer.Typer) -> None:

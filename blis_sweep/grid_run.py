@@ -245,15 +245,30 @@ class _ChunkResult:
     infeasible: int
     requests_simulated: int
     simulate_s: float
+    build_s: float = 0.0  # planning and table building (the chunk's time outside the kernel)
 
 
-def _run_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs: _PackCache, a: int, b: int,
-               want_requests: bool, progress: _Progress, threads: int) -> _ChunkResult:
-    from blis_sweep import engine
-    from blis_sweep.kernels import layout as L
+@dataclass
+class ChunkPlan:
+    """What chunk [a, b) simulates, decided where the spec is: table rows, kernel configs, workload keys.
 
+    Planning is cheap and needs the spec's files; simulating is the work. They are separate so that
+    a backend can plan on the driver and simulate elsewhere (blis_sweep.ray_backend).
+    """
+
+    a: int
+    b: int
+    rows: list  # param_row per configuration
+    cfgs: list  # SimConfig per feasible configuration
+    wkeys: list  # workload key per feasible configuration
+    feasible: list  # chunk-local index of each feasible configuration
+    row_keys: list  # workload key per configuration whose workload was looked up, else None
+    wls: list | None  # the workloads of row_keys (None where the key is None); None when shipped without them
+
+
+def plan_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, a: int, b: int) -> ChunkPlan:
     n_seeds = len(spec.seeds)
-    rows, cfgs, wkeys, feasible, wls = [], [], [], [], []
+    rows, cfgs, wkeys, feasible, row_keys, wls = [], [], [], [], [], []
     last_p = -1
     values = dep = None
     for cid in range(a, b):
@@ -273,7 +288,44 @@ def _run_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs:
         elif key[0] == "trace":
             wl = wcache.get(key)
         wls.append(wl)
+        row_keys.append(None if wl is None else key)
         rows.append(param_row(values, dep, cid, p, rep, seed, wl))
+    return ChunkPlan(a, b, rows, cfgs, wkeys, feasible, row_keys, wls)
+
+
+def _run_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs: _PackCache, a: int, b: int,
+               want_requests: bool, progress: _Progress, threads: int) -> _ChunkResult:
+    t0 = time.perf_counter()
+    res = simulate_chunk(plan_chunk(spec, resolver, wcache, a, b), packs, want_requests, progress, threads)
+    res.build_s = time.perf_counter() - t0 - res.simulate_s
+    return res
+
+
+def _local_chunks(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs: _PackCache, todo: list,
+                  want_requests: bool, progress: _Progress):
+    """(chunk index, result) for each (k, a, b) of `todo`, simulated in this process."""
+    import numba
+
+    threads = numba.get_num_threads()
+    for k, a, b in todo:
+        yield k, _run_chunk(spec, resolver, wcache, packs, a, b, want_requests, progress, threads)
+
+
+def write_chunk(out_dir: Path, k: int, res: _ChunkResult, spec_hash: str) -> None:
+    """Chunk k's files, each atomic, configs last: a configs chunk on disk means the chunk is complete."""
+    meta = {META_HASH: spec_hash.encode(), META_CHUNK: str(k).encode()}
+    if res.requests is not None:
+        write_parquet_atomic(chunk_file(out_dir, "requests", k), res.requests, meta)
+    write_parquet_atomic(chunk_file(out_dir, "configs", k), res.configs, meta)
+
+
+def simulate_chunk(plan: ChunkPlan, packs: _PackCache, want_requests: bool, progress, threads: int) -> _ChunkResult:
+    """Simulate a planned chunk: its configs table (and requests table); `progress.advance(n)` as it goes."""
+    from blis_sweep import engine
+    from blis_sweep.kernels import layout as L
+
+    a, b, rows, cfgs, wkeys, feasible, wls = plan.a, plan.b, plan.rows, plan.cfgs, plan.wkeys, plan.feasible, \
+        plan.wls
 
     m = b - a
     cluster = np.full((m, L.N_METRICS), np.nan)
@@ -388,11 +440,13 @@ def _warm_up(want_requests: bool) -> float:
 # ---------------------------------------------------------------- entry point
 
 def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: bool = False, quiet: bool = False,
-             overwrite: bool = False, progress: bool | None = None, log=None) -> GridRunSummary:
+             overwrite: bool = False, progress: bool | None = None, log=None, backend=None) -> GridRunSummary:
     """Run a sweep file; returns a summary. Bad input raises BlisError before any simulation.
 
     progress: show the progress bar (default: when stderr is a terminal and not quiet).
     log: callable for status lines (default: print to stderr unless quiet).
+    backend: None simulates in this process; a blis_sweep.ray_backend.RayBackend runs the chunks on a Ray
+    cluster (the caller closes it). Either way the chunks are planned and written here.
     """
     t_start = time.perf_counter()
     started_at = _utc_now()
@@ -404,6 +458,8 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     spec = load_grid_spec(spec_path)
     resolver = Resolver(spec)
     resolver.validate()
+    if backend is not None:
+        backend.connect()  # an unreachable cluster is reported before anything is written
     out_dir = Path(out) if out is not None else Path("results") / spec.name
     spec_hash = spec.spec_hash()
     previous = _prepare_out_dir(out_dir, spec_hash, requests, overwrite)
@@ -449,23 +505,20 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     wcache = WorkloadCache(resolver)
     packs = _PackCache(wcache)
     if todo:
-        compile_s = _warm_up(requests)
-        import numba
-
-        threads = numba.get_num_threads()
+        todo_bounds = [(k, *bounds[k]) for k in todo]
+        if backend is None:
+            compile_s = _warm_up(requests)
+        else:
+            compile_s = backend.start(requests)
         bar = _Progress(progress, n, done_configs, spec.name)
         try:
-            for k in todo:
-                a, b = bounds[k]
-                t0 = time.perf_counter()
-                res = _run_chunk(spec, resolver, wcache, packs, a, b, requests, bar, threads)
+            chunks = (_local_chunks(spec, resolver, wcache, packs, todo_bounds, requests, bar) if backend is None
+                      else backend.run_chunks(spec, resolver, wcache, todo_bounds, requests, bar))
+            for k, res in chunks:
                 t1 = time.perf_counter()
-                meta = {META_HASH: spec_hash.encode(), META_CHUNK: str(k).encode()}
-                if res.requests is not None:
-                    write_parquet_atomic(chunk_file(out_dir, "requests", k), res.requests, meta)
-                write_parquet_atomic(chunk_file(out_dir, "configs", k), res.configs, meta)
+                write_chunk(out_dir, k, res, spec_hash)
                 write_s += time.perf_counter() - t1
-                build_s += (t1 - t0) - res.simulate_s
+                build_s += res.build_s
                 simulate_s += res.simulate_s
                 infeasible += res.infeasible
                 simulated += res.simulated
@@ -487,7 +540,8 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     timings = {"wall_s": round(wall, 3), "compile_s": round(compile_s, 3), "simulate_s": round(simulate_s, 3),
                "build_s": round(build_s, 3), "write_s": round(write_s, 3), "merge_s": round(merge_s, 3)}
     manifest["invocations"] = manifest["invocations"] + [{
-        "started_at": started_at, "chunks_run": len(todo), "chunks_skipped": n_chunks - len(todo),
+        "started_at": started_at, "backend": backend.describe() if backend is not None else {"name": "local"},
+        "chunks_run": len(todo), "chunks_skipped": n_chunks - len(todo),
         "simulated_configs": simulated, "simulated_requests": sim_requests, **timings}]
     manifest.update(status="complete", finished_at=_utc_now(), infeasible_configs=infeasible,
                     workloads_generated=wcache.generated, workload_packs=packs.packs, **timings)

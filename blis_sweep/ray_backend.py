@@ -1,0 +1,257 @@
+"""`--backend ray`: simulate a sweep's chunks on a Ray cluster; everything else stays on the driver.
+
+The driver (the process running `blis-sweep`) does all a local run does except simulating:
+it validates the sweep, plans each chunk (`grid_run.plan_chunk`: parameter rows, kernel
+configurations, workload keys), writes every returned chunk with `grid_run.write_chunk`
+(atomic files carrying the spec hash, hence the same resume) and merges them.
+
+Workers are Ray actors, one per CPU, each with one Numba thread. An actor loads the compiled
+kernel once and keeps it, with its own workload cache and packed workloads, for every chunk it
+is given. Base workloads (one per source, length and seed; rates only change the arrival
+times) are put into the object store once by the driver; a worker fetches each once and derives
+the rates itself, as the local `WorkloadCache` does. A chunk's tables come back as Arrow tables.
+
+Results equal the local backend's bit for bit: a chunk is simulated by the same function
+(`grid_run.simulate_chunk`) on the same configurations and workloads, and a configuration's result
+does not depend on the batch it shares or the number of threads (tests/test_batch_consistency.py).
+Workers check that they run the driver's kernel sources.
+
+Fault tolerance: an actor whose process dies is restarted and its unfinished chunks are run
+again (Ray's max_restarts / max_task_retries); the driver writes each chunk once, when its result
+arrives, so a chunk is never lost or written twice. A driver that dies leaves complete chunk files
+only, and the same command resumes from them.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+
+from blis_sweep.errors import BlisError
+from blis_sweep.grid_resolve import Resolver, WorkloadCache
+from blis_sweep.grid_spec import GridSpec, freeze
+
+INSTALL_HINT = "pip install 'blis-sweep[ray]'"
+ACTOR_RESTARTS = 4  # a chunk survives this many worker deaths before the run fails
+CHUNKS_QUEUED_PER_WORKER = 2  # one running, one waiting: no idle gap while the driver receives and plans
+
+
+def require_ray():
+    """The ray module, or a one-line error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise BlisError(f"--backend ray: Ray is not installed; install it with {INSTALL_HINT}") from None
+    return ray
+
+
+class _NoProgress:
+    def advance(self, n: int) -> None:
+        pass
+
+
+class ShippedWorkloadCache(WorkloadCache):
+    """A worker's workload cache: base workloads come from the driver through the object store.
+
+    `refs` maps base keys (source, num_requests, seed) and trace keys to object refs; derived
+    workloads (rate, arrival process, horizon) are computed here exactly as on the driver.
+    """
+
+    def __init__(self):
+        super().__init__(resolver=None)
+        self.refs: dict = {}
+        self._traces: dict = {}
+
+    def get(self, key: tuple):
+        if key[0] == "trace":
+            if key not in self._traces:
+                self._traces[key] = _ray().get(self.refs[key])
+            return self._traces[key]
+        return super().get(key)
+
+    def _generate(self, source: dict, num_requests: int, seed: int):  # replaces the generator of the base class
+        return _ray().get(self.refs[(freeze(source), num_requests, seed)])
+
+
+def _ray():
+    import ray
+
+    return ray
+
+
+def base_key(workload_key: tuple) -> tuple:
+    """What the driver ships for a workload key: its base (source, num_requests, seed), or the trace key."""
+    return workload_key if workload_key[0] == "trace" else workload_key[1:4]
+
+
+class ChunkWorker:
+    """Body of the Ray actor (see RayBackend.start): a kernel, a workload cache and packed workloads kept across chunks."""
+
+    def __init__(self, want_requests: bool):
+        import numba
+
+        from blis_sweep.grid_run import _PackCache, _warm_up
+
+        numba.set_num_threads(1)  # one actor per CPU
+        self.want_requests = want_requests
+        self.compile_s = _warm_up(want_requests)
+        self.wcache = ShippedWorkloadCache()
+        self.packs = _PackCache(self.wcache)
+
+    def info(self) -> dict:
+        from blis_sweep import kernels
+
+        return {"pid": os.getpid(), "node": _ray().get_runtime_context().get_node_id(),
+                "compile_s": self.compile_s, "kernel_digest": kernels._digest}
+
+    def run(self, k: int, plan, refs: dict, hook=None):
+        from blis_sweep.grid_run import simulate_chunk
+
+        t0 = time.perf_counter()
+        if hook is not None:
+            hook(k)
+        self.wcache.refs.update(refs)
+        plan.wls = [None if key is None else self.wcache.get(key) for key in plan.row_keys]
+        res = simulate_chunk(plan, self.packs, self.want_requests, _NoProgress(), 1)
+        res.build_s = time.perf_counter() - t0 - res.simulate_s
+        return res
+
+
+class RayBackend:
+    """Runs grid chunks on Ray. address: None starts a local Ray instance, "auto" or HOST:PORT joins a cluster.
+
+    workers: actors (one CPU each); default every CPU of the cluster. chunk_hook: called in the
+    worker with the chunk index before it is simulated (tests kill the worker from it).
+    init_kwargs: extra ray.init arguments when this backend starts Ray (e.g. num_cpus).
+    """
+
+    def __init__(self, address: str | None = None, workers: int | None = None, chunk_hook=None,
+                 init_kwargs: dict | None = None):
+        self.ray = require_ray()
+        if workers is not None and workers < 1:
+            raise BlisError(f"--workers: must be >= 1, got {workers}")
+        self.address = address
+        self.workers = workers
+        self.chunk_hook = chunk_hook
+        self.init_kwargs = init_kwargs or {}
+        self._started_ray = False
+        self._actors: list = []
+        self._base_refs: dict = {}
+        self._worker_info: list = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    def connect(self) -> None:
+        """Join (or start) Ray and check --workers against the cluster's CPUs; BlisError if unreachable."""
+        ray = self.ray
+        if not ray.is_initialized():
+            import logging
+
+            kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                          configure_logging=True)
+            kwargs.update(self.init_kwargs)
+            try:
+                ray.init(address=self.address, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.address or "a new local instance"
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise BlisError(f"--address {where}: cannot connect to a Ray cluster ({reason})") from None
+            self._started_ray = True
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if self.workers is None:
+            self.workers = max(cpus, 1)
+        elif self.workers > cpus:
+            raise BlisError(f"--workers {self.workers}: the Ray cluster has {cpus} CPUs (use at most {cpus})")
+
+    def start(self, want_requests: bool) -> float:
+        """Start the actors and wait until each has loaded the kernel; returns the slowest load/compile time."""
+        from blis_sweep import kernels
+
+        self.connect()
+        actor_cls = self.ray.remote(num_cpus=1, max_restarts=ACTOR_RESTARTS,
+                                    max_task_retries=ACTOR_RESTARTS)(ChunkWorker)
+        self._actors = [actor_cls.remote(want_requests) for _ in range(self.workers)]
+        self._worker_info = self.ray.get([a.info.remote() for a in self._actors])
+        stale = [i for i in self._worker_info if i["kernel_digest"] != kernels._digest]
+        if stale:
+            raise BlisError(f"--backend ray: {len(stale)} worker(s) run other kernel sources than this driver "
+                            f"(digest {stale[0]['kernel_digest']}, here {kernels._digest}); "
+                            f"install the same blis-sweep on every node")
+        return max(i["compile_s"] for i in self._worker_info)
+
+    def describe(self) -> dict:
+        return {"name": "ray", "address": self.address or "local", "workers": len(self._actors),
+                "nodes": len({i["node"] for i in self._worker_info}), "ray": self.ray.__version__}
+
+    def worker_pids(self) -> list[int]:
+        return [i["pid"] for i in self._worker_info]
+
+    def close(self) -> None:
+        """Stop the actors (and Ray, when this backend started it)."""
+        for actor in self._actors:
+            self.ray.kill(actor)
+        self._actors = []
+        self._base_refs.clear()
+        if self._started_ray and self.ray.is_initialized():
+            self.ray.shutdown()
+            self._started_ray = False
+
+    # ------------------------------------------------------------ chunks
+
+    def _refs_for(self, plan, resolver: Resolver) -> dict:
+        """Object refs of the base workloads the plan uses; each is put into the object store once."""
+        refs = {}
+        for key in plan.row_keys:
+            if key is None:
+                continue
+            bk = base_key(key)
+            if bk not in self._base_refs:
+                if key[0] == "trace":
+                    workload = resolver.trace_workload(key[1])
+                else:
+                    source, num_requests, seed = bk
+                    workload = WorkloadCache._generate(dict(source), num_requests, seed)
+                self._base_refs[bk] = self.ray.put(workload)
+            refs[bk] = self._base_refs[bk]
+        return refs
+
+    def run_chunks(self, spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, todo: list,
+                   want_requests: bool, progress):
+        """Yield (k, chunk result) for each (k, a, b) of `todo`, in completion order."""
+        from blis_sweep.grid_run import plan_chunk
+
+        ray = self.ray
+        queue = iter(todo)
+        in_flight: dict = {}  # object ref -> (k, actor index, driver planning seconds)
+        load = [0] * len(self._actors)
+
+        def submit() -> bool:
+            item = next(queue, None)
+            if item is None:
+                return False
+            k, a, b = item
+            t0 = time.perf_counter()
+            plan = plan_chunk(spec, resolver, wcache, a, b)
+            refs = self._refs_for(plan, resolver)
+            w = min(range(len(load)), key=load.__getitem__)
+            ref = self._actors[w].run.remote(k, replace(plan, wls=None), refs, self.chunk_hook)
+            in_flight[ref] = (k, w, time.perf_counter() - t0)
+            load[w] += 1
+            return True
+
+        for _ in range(CHUNKS_QUEUED_PER_WORKER * len(self._actors)):
+            if not submit():
+                break
+        while in_flight:
+            [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            k, w, plan_s = in_flight.pop(ref)
+            load[w] -= 1
+            try:
+                res = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                raise BlisError(f"chunk {k}: its Ray worker died {ACTOR_RESTARTS + 1} times "
+                                f"({type(exc).__name__}); see the Ray logs of that node") from None
+            res.build_s += plan_s
+            progress.advance(res.configs.num_rows)
+            submit()
+            yield k, res
