@@ -1,0 +1,171 @@
+"""`grid --backend ray`: same files as the local backend, a killed worker loses and duplicates nothing, resume.
+
+One local Ray instance (2 CPUs, no dashboard, small object store) serves the whole module;
+without Ray installed these tests are skipped (the install-hint test runs either way).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import textwrap
+from importlib.util import find_spec
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from blis_sweep.grid_run import chunk_file, run_grid
+from blis_sweep.paths import REPO_ROOT
+
+QUICK = REPO_ROOT / "sweeps" / "quick.yaml"
+needs_ray = pytest.mark.skipif(find_spec("ray") is None,
+                               reason="Ray is not installed; pip install 'blis-sweep[ray]' to test --backend ray")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """Address of a local Ray instance with 2 CPUs, shared by the module's tests."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def quick_local(tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "quick"
+    run_grid(QUICK, out=out, quiet=True)
+    return pl.read_parquet(out / "configs.parquet")
+
+
+def quick_spec(tmp_path: Path, chunk_size: int) -> Path:
+    """sweeps/quick.yaml cut into chunks of `chunk_size` configurations."""
+    path = tmp_path / f"quick_{chunk_size}.yaml"
+    path.write_text(QUICK.read_text() + f"chunk_size: {chunk_size}\n")
+    return path
+
+
+def cli(*args, env=None, cwd=None):
+    return subprocess.run(["blis-sweep", *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=600)
+
+
+def backend(**kwargs):
+    from blis_sweep.ray_backend import RayBackend
+
+    return RayBackend(**kwargs)
+
+
+def assert_same_rows(got: pl.DataFrame, want: pl.DataFrame):
+    assert got["config_id"].to_list() == list(range(want.height))  # every config once, in order
+    assert got.equals(want)
+
+
+@needs_ray
+def test_quick_sweep_on_ray_equals_local_backend(ray_cluster, quick_local, tmp_path):
+    proc = cli("grid", QUICK, "--out", tmp_path / "ray", "--backend", "ray", "--address", ray_cluster, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert_same_rows(pl.read_parquet(tmp_path / "ray" / "configs.parquet"), quick_local)
+    import json
+
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["invocations"][-1]["backend"] == {"name": "ray", "address": ray_cluster, "workers": 2,
+                                                      "nodes": 1, "ray": __import__("ray").__version__}
+
+
+@needs_ray
+def test_many_chunks_and_per_request_records_equal_local(ray_cluster, tmp_path):
+    trace = REPO_ROOT / "tests" / "data" / "parity" / "v01_single_chat_prefix" / "trace.csv.gz"
+    spec = tmp_path / "mixed.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        name: mixed
+        base:
+          model: meta-llama/llama-3.1-8b-instruct
+          hardware: H100
+          latency_model: blackbox
+          tp: 2
+          workload: {{trace: {trace}}}
+        axes:
+          max_num_running_reqs: [4, 64]
+          horizon: [null, 5000000]
+        chunk_size: 1
+        """))
+    run_grid(spec, out=tmp_path / "local", requests=True, quiet=True)
+    summary = run_grid(spec, out=tmp_path / "ray", requests=True, quiet=True, backend=backend())
+    assert summary.chunks_run == 4
+    for name in ("configs.parquet", "requests.parquet"):
+        assert pl.read_parquet(tmp_path / "ray" / name).equals(pl.read_parquet(tmp_path / "local" / name)), name
+
+
+@needs_ray
+def test_worker_killed_mid_chunk_is_retried_without_loss_or_duplicates(ray_cluster, quick_local, tmp_path):
+    marker = tmp_path / "killed-pid"
+
+    def kill_once(k: int) -> None:  # runs inside the Ray worker, at the start of each chunk
+        if k == 2 and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    ray_backend = backend(chunk_hook=kill_once)
+    try:
+        summary = run_grid(quick_spec(tmp_path, 3), out=tmp_path / "out", quiet=True, backend=ray_backend)
+    finally:
+        ray_backend.close()
+    killed = int(marker.read_text())
+    assert killed in ray_backend.worker_pids()
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed, 0)
+    assert summary.num_chunks == summary.chunks_run == 8
+    assert sorted(p.name for p in (tmp_path / "out" / "chunks").iterdir()) == [
+        f"configs-{k:05d}.parquet" for k in range(8)]
+    assert_same_rows(pl.read_parquet(tmp_path / "out" / "configs.parquet"), quick_local)
+
+
+@needs_ray
+def test_interrupted_run_resumes_on_ray_from_written_chunks(ray_cluster, quick_local, tmp_path):
+    spec, out = quick_spec(tmp_path, 5), tmp_path / "out"
+    run_grid(spec, out=out, quiet=True)
+    for k in (1, 3):  # as if the driver had died before these chunks were written
+        chunk_file(out, "configs", k).unlink()
+    (out / "configs.parquet").unlink()
+    summary = run_grid(spec, out=out, quiet=True, backend=backend())
+    assert (summary.chunks_run, summary.chunks_skipped) == (2, 3)
+    assert_same_rows(pl.read_parquet(out / "configs.parquet"), quick_local)
+
+
+def test_backend_ray_without_ray_says_how_to_install(tmp_path):
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "ray.py").write_text("raise ImportError('No module named ray')\n")  # as if Ray were not installed
+    env = dict(os.environ, PYTHONPATH=str(shadow))
+    proc = cli("grid", QUICK, "--out", tmp_path / "out", "--backend", "ray", env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: --backend ray: Ray is not installed; install it with pip install 'blis-sweep[ray]'"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "spark"], "error: --backend: unknown backend 'spark' (allowed: local, ray)"),
+    (["--address", "auto"], "error: --address: only with --backend ray"),
+    (["--workers", "2"], "error: --workers: only with --backend ray"),
+])
+def test_bad_backend_flags_are_one_line_errors(tmp_path, args, message):
+    proc = cli("grid", QUICK, "--out", tmp_path / "out", *args)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message]
+    assert not (tmp_path / "out").exists()
+
+
+@needs_ray
+def test_more_workers_than_cluster_cpus_is_an_error(ray_cluster, tmp_path):
+    proc = cli("grid", QUICK, "--out", tmp_path / "out", "--backend", "ray", "--address", ray_cluster,
+               "--workers", "3")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [(
+        "error: --workers 3: the Ray cluster has 2 CPUs (use at most 2)")]
+    assert not (tmp_path / "out").exists()
