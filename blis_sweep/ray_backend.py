@@ -24,6 +24,7 @@ only, and the same command resumes from them.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import replace
 
@@ -71,6 +72,20 @@ class ShippedWorkloadCache(WorkloadCache):
 
     def _generate(self, source: dict, num_requests: int, seed: int):  # replaces the generator of the base class
         return _ray().get(self.refs[(freeze(source), num_requests, seed)])
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail fast on a HOST:PORT where nothing listens (ray.init would retry for minutes)."""
+    if address is None or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise BlisError(f"--address {address}: expected auto or HOST:PORT of the Ray head (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        raise BlisError(f"--address {address}: no Ray head reachable there ({exc.strerror or exc}); "
+                        f"start one with `ray start --head` and pass the address it prints") from None
 
 
 def _ray():
@@ -138,6 +153,9 @@ class RayBackend:
         self._actors: list = []
         self._base_refs: dict = {}
         self._worker_info: list = []
+        self.start_s = 0.0  # last start(): actor processes spawned and kernels loaded
+        self.chunk_stats: list = []  # per chunk: worker and driver seconds, bytes returned (benchmarks/bench_ray.py)
+        self.wait_s = 0.0  # driver time spent waiting for results (the rest of a run is driver work)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -146,6 +164,8 @@ class RayBackend:
         ray = self.ray
         if not ray.is_initialized():
             import logging
+
+            _check_reachable(self.address)
 
             kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                           configure_logging=True)
@@ -167,6 +187,7 @@ class RayBackend:
         """Start the actors and wait until each has loaded the kernel; returns the slowest load/compile time."""
         from blis_sweep import kernels
 
+        t0 = time.perf_counter()
         self.connect()
         actor_cls = self.ray.remote(num_cpus=1, max_restarts=ACTOR_RESTARTS,
                                     max_task_retries=ACTOR_RESTARTS)(ChunkWorker)
@@ -177,6 +198,7 @@ class RayBackend:
             raise BlisError(f"--backend ray: {len(stale)} worker(s) run other kernel sources than this driver "
                             f"(digest {stale[0]['kernel_digest']}, here {kernels._digest}); "
                             f"install the same blis-sweep on every node")
+        self.start_s = time.perf_counter() - t0
         return max(i["compile_s"] for i in self._worker_info)
 
     def describe(self) -> dict:
@@ -243,7 +265,9 @@ class RayBackend:
             if not submit():
                 break
         while in_flight:
+            t_wait = time.perf_counter()
             [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            self.wait_s += time.perf_counter() - t_wait
             k, w, plan_s = in_flight.pop(ref)
             load[w] -= 1
             try:
@@ -251,6 +275,9 @@ class RayBackend:
             except ray.exceptions.RayActorError as exc:
                 raise BlisError(f"chunk {k}: its Ray worker died {ACTOR_RESTARTS + 1} times "
                                 f"({type(exc).__name__}); see the Ray logs of that node") from None
+            self.chunk_stats.append({
+                "chunk": k, "configs": res.configs.num_rows, "worker_s": res.simulate_s + res.build_s,
+                "plan_s": plan_s, "result_bytes": res.configs.nbytes + (res.requests.nbytes if res.requests else 0)})
             res.build_s += plan_s
             progress.advance(res.configs.num_rows)
             submit()

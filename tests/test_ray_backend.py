@@ -169,3 +169,15 @@ def test_more_workers_than_cluster_cpus_is_an_error(ray_cluster, tmp_path):
     assert proc.stderr.strip().splitlines() == [(
         "error: --workers 3: the Ray cluster has 2 CPUs (use at most 2)")]
     assert not (tmp_path / "out").exists()
+
+
+@needs_ray
+@pytest.mark.parametrize("address, message", [
+    ("127.0.0.1:9", "error: --address 127.0.0.1:9: no Ray head reachable there (Connection refused); "
+                    "start one with `ray start --head` and pass the address it prints"),
+    ("nonsense", "error: --address nonsense: expected auto or HOST:PORT of the Ray head (e.g. 10.0.0.5:6379)"),
+])
+def test_unreachable_address_is_a_one_line_error(tmp_path, address, message):
+    proc = cli("grid", QUICK, "--out", tmp_path / "out", "--backend", "ray", "--address", address)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message]
+    assert not (tmp_path / "out").exists()
