@@ -103,6 +103,33 @@ def chunk_backend(name: str, address: str | None, workers: int | None):
         backend.close()
 
 
+def capacity_command(
+    spec: Annotated[Path, typer.Argument(
+        help="Sweep file (YAML) without a rate axis: deployments, workload, seeds, slo:, search: "
+             "(tolerance, start_rate, min_rate, max_rate, max_requests, convergence_check, overload_factor).",
+        show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: results/NAME/).",
+                                                show_default=False)] = None,
+    top: Annotated[int, typer.Option("--top", help="Rows of the terminal table.")] = 40,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, status lines or table.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard results of another search in --out.")
+                         ] = False,
+) -> None:
+    """Highest stable offered rate within the SLO for every deployment (bracket + bisection, converged runs)."""
+    from blis_sweep.capacity import CapacitySlo, print_capacity, run_capacity
+
+    run = run_capacity(spec, out=out, quiet=quiet, overwrite=overwrite)
+    if not quiet:
+        import json
+
+        manifest = json.loads((run.out_dir / "manifest.json").read_text(encoding="utf-8"))
+        print_capacity(run, slo=CapacitySlo(manifest.get("slo") or {}, None), top=top)
+        print(f"{run.deployments} deployments in {run.rounds} rounds, {run.requests_total:,} requests simulated "
+              f"({run.reused_probes} probes reused), {run.wall_s:.1f} s; results in {run.out_dir}/capacity.parquet",
+              file=sys.stderr)
+
+
 def register(app: typer.Typer) -> None:
     app.command("grid")(grid_command)
     app.command("curves")(curves_command)
+    app.command("capacity")(capacity_command)

@@ -38,6 +38,8 @@ from blis_sweep.grid_resolve import (PARAM_SCHEMA, Resolver, WorkloadCache, para
                                      workload_bytes, workload_key)
 from blis_sweep.grid_spec import GridSpec, load_grid_spec
 from blis_sweep.metric_columns import INTEGER_COLUMNS, METRIC_COLUMNS
+from blis_sweep.steady_state import (STEADY_FLOAT_COLUMNS, STEADY_INT_COLUMNS, STEADY_STRING_COLUMNS, WINDOW_COLUMNS,
+                                     Attainment, SteadySettings, steady_metrics)
 
 CONFIGS_FILE = "configs.parquet"
 REQUESTS_FILE = "requests.parquet"
@@ -48,14 +50,16 @@ OUR_FILES = (CONFIGS_FILE, REQUESTS_FILE, MANIFEST_FILE, SWEEP_FILE, "curves.par
 PACK_BUDGET_BYTES = 256 << 20  # distinct workloads packed together for the kernel
 KERNEL_BATCH = 64  # configurations per kernel call (progress granularity)
 
-# Throughput over the middle of the run, from per-request times (see _window_rate): unlike
-# responses_per_sec (completed / whole simulated time, which includes the final drain), it
-# equals the offered rate while the deployment keeps up and its capacity once saturated.
-WINDOW_COLUMNS = ("offered_rps", "achieved_rps", "achieved_ratio")
-WINDOW_QUANTILES = (0.05, 0.95)
+# Throughput and latencies over the steady window of each run (blis_sweep.steady_state):
+# unlike responses_per_sec (completed / whole simulated time, which includes the ramp-up and
+# the final drain), achieved_rps equals the offered rate while the deployment keeps up and
+# its capacity once saturated; `verdict` says which.
+STEADY_SCHEMA = ([(name, pa.float64()) for name in WINDOW_COLUMNS] + [(name, pa.int64()) for name in STEADY_INT_COLUMNS]
+                 + [(name, pa.float64()) for name in STEADY_FLOAT_COLUMNS]
+                 + [(name, pa.string()) for name in STEADY_STRING_COLUMNS])
 CONFIGS_SCHEMA = pa.schema(
     PARAM_SCHEMA + [(name, pa.int64() if name in INTEGER_COLUMNS else pa.float64()) for name in METRIC_COLUMNS]
-    + [(name, pa.float64()) for name in WINDOW_COLUMNS])
+    + STEADY_SCHEMA)
 REQUESTS_SCHEMA = pa.schema([
     ("config_id", pa.int64()), ("request_id", pa.int64()), ("arrival_us", pa.int64()),
     ("input_tokens", pa.int64()), ("output_tokens", pa.int64()),
@@ -205,25 +209,58 @@ class _PackCache:
         union = list(self.index) + [k for k in dict.fromkeys(keys) if k not in self.index]
         held = dict(zip(self.index, self.workloads))
         ws = [held[k] if k in held else self.wcache.get(k) for k in union]
-        if sum(workload_bytes(w) for w in ws) > self.budget:
+        if packed_bytes(ws) > self.budget:
             union = list(dict.fromkeys(keys))
             ws = [held[k] if k in held else self.wcache.get(k) for k in union]
         self.index = {k: i for i, k in enumerate(union)}
         self.workloads = ws
-        self.packed = engine.pack_workloads(ws)
+        self.packed = pack_sharing_tokens(ws)
         self.packs += 1
 
 
-def _window_rate(ticks: np.ndarray) -> float:
-    """Events per second between the 5% and 95% quantiles of the event times (µs); NaN if undefined."""
-    k = ticks.shape[0]
-    if k < 3:
-        return float("nan")
-    t = np.sort(ticks)
-    lo = int(math.floor(WINDOW_QUANTILES[0] * (k - 1)))
-    hi = int(math.ceil(WINDOW_QUANTILES[1] * (k - 1)))
-    span = float(t[hi] - t[lo])
-    return (hi - lo) / span * 1e6 if span > 0 else float("nan")
+def _token_key(w) -> tuple:
+    """Identity of a workload's token hashes: the rates of one base workload share the same array."""
+    return (w.prefix_hash.__array_interface__["data"][0], w.prefix_hash.shape[0], w.seq_offset.shape[0])
+
+
+def packed_bytes(workloads: list) -> int:
+    """Bytes of pack_sharing_tokens(workloads)."""
+    shared = {_token_key(w): w.prefix_hash.nbytes for w in workloads}
+    return sum(shared.values()) + sum(workload_bytes(w) - w.prefix_hash.nbytes for w in workloads)
+
+
+def pack_sharing_tokens(workloads: list):
+    """engine.pack_workloads, with each distinct token-hash array stored once.
+
+    A rate sweep (or a capacity search) derives many workloads from one generated base:
+    only arrival times differ, and the per-request offsets into the prefix hashes are
+    relative to the base, so all of them can point into one copy of its hashes.
+    """
+    from blis_sweep.engine import PackedWorkloads
+
+    counts = np.array([w.num_requests for w in workloads], dtype=np.int64)
+    starts = np.zeros(len(workloads), dtype=np.int64)
+    if len(workloads) > 1:
+        np.cumsum(counts[:-1], out=starts[1:])
+    hash_at: dict = {}
+    hash_parts, seq_offs = [], []
+    hash_base = 0
+    for w in workloads:
+        key = _token_key(w)
+        if key not in hash_at:
+            hash_at[key] = hash_base
+            hash_parts.append(w.prefix_hash)
+            hash_base += int(w.seq_offset[-1])
+        seq_offs.append(w.seq_offset[:-1] + hash_at[key])
+    return PackedWorkloads(
+        start=starts, count=counts,
+        arrival=np.concatenate([w.arrival_ticks for w in workloads]),
+        in_len=np.concatenate([w.input_len for w in workloads]),
+        out_len=np.concatenate([w.output_len for w in workloads]),
+        seq_off=np.concatenate(seq_offs),
+        prefix_hash=np.concatenate(hash_parts),
+        id_rank=np.concatenate([w.id_rank for w in workloads]),
+    )
 
 
 def _interleave(m: int, threads: int) -> np.ndarray:
@@ -245,70 +282,24 @@ class _ChunkResult:
     infeasible: int
     requests_simulated: int
     simulate_s: float
-    build_s: float = 0.0  # planning and table building (the chunk's time outside the kernel)
-
-
-@dataclass
-class ChunkPlan:
-    """What chunk [a, b) simulates, decided where the spec is: table rows, kernel configs, workload keys.
-
-    Planning is cheap and needs the spec's files; simulating is the work. They are separate so that
-    a backend can plan on the driver and simulate elsewhere (blis_sweep.ray_backend).
-    """
-
-    a: int
-    b: int
-    rows: list  # param_row per configuration
-    cfgs: list  # SimConfig per feasible configuration
-    wkeys: list  # workload key per feasible configuration
-    feasible: list  # chunk-local index of each feasible configuration
-    row_keys: list  # workload key per configuration whose workload was looked up, else None
-    wls: list | None  # the workloads of row_keys (None where the key is None); None when shipped without them
-
-
-def plan_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, a: int, b: int) -> ChunkPlan:
-    n_seeds = len(spec.seeds)
-    rows, cfgs, wkeys, feasible, row_keys, wls = [], [], [], [], [], []
-    last_p = -1
-    values = dep = None
-    for cid in range(a, b):
-        p, rep = divmod(cid, n_seeds)
-        if p != last_p:
-            values, lines = spec.point(p)
-            dep = resolver.deployment(values, lines)
-            last_p = p
-        seed = spec.seeds[rep]
-        key = workload_key(values, seed)
-        wl = None
-        if dep.infeasible is None:
-            wl = wcache.get(key)
-            feasible.append(cid - a)
-            cfgs.append(resolver.sim_config(values, dep, seed))
-            wkeys.append(key)
-        elif key[0] == "trace":
-            wl = wcache.get(key)
-        wls.append(wl)
-        row_keys.append(None if wl is None else key)
-        rows.append(param_row(values, dep, cid, p, rep, seed, wl))
-    return ChunkPlan(a, b, rows, cfgs, wkeys, feasible, row_keys, wls)
 
 
 def _run_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs: _PackCache, a: int, b: int,
                want_requests: bool, progress: _Progress, threads: int) -> _ChunkResult:
-    t0 = time.perf_counter()
-    res = simulate_chunk(plan_chunk(spec, resolver, wcache, a, b), packs, want_requests, progress, threads)
-    res.build_s = time.perf_counter() - t0 - res.simulate_s
-    return res
+    return simulate_points(chunk_entries(spec, a, b), resolver, wcache, packs, want_requests, progress, threads,
+                           spec.steady, spec.attainment)
 
 
 def _local_chunks(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs: _PackCache, todo: list,
                   want_requests: bool, progress: _Progress):
-    """(chunk index, result) for each (k, a, b) of `todo`, simulated in this process."""
+    """(chunk index, result, seconds it took) for each (k, a, b) of `todo`, simulated in this process."""
     import numba
 
     threads = numba.get_num_threads()
     for k, a, b in todo:
-        yield k, _run_chunk(spec, resolver, wcache, packs, a, b, want_requests, progress, threads)
+        t0 = time.perf_counter()
+        res = _run_chunk(spec, resolver, wcache, packs, a, b, want_requests, progress, threads)
+        yield k, res, time.perf_counter() - t0
 
 
 def write_chunk(out_dir: Path, k: int, res: _ChunkResult, spec_hash: str) -> None:
@@ -319,17 +310,60 @@ def write_chunk(out_dir: Path, k: int, res: _ChunkResult, spec_hash: str) -> Non
     write_parquet_atomic(chunk_file(out_dir, "configs", k), res.configs, meta)
 
 
-def simulate_chunk(plan: ChunkPlan, packs: _PackCache, want_requests: bool, progress, threads: int) -> _ChunkResult:
-    """Simulate a planned chunk: its configs table (and requests table); `progress.advance(n)` as it goes."""
+def chunk_entries(spec: GridSpec, a: int, b: int) -> list:
+    """The PointEntry of each configuration id in [a, b)."""
+    n_seeds = len(spec.seeds)
+    entries = []
+    last_p = -1
+    values = lines = None
+    for cid in range(a, b):
+        p, rep = divmod(cid, n_seeds)
+        if p != last_p:
+            values, lines = spec.point(p)
+            last_p = p
+        entries.append(PointEntry(values, lines, cid, p, rep, spec.seeds[rep]))
+    return entries
+
+
+@dataclass
+class PointEntry:
+    """One configuration to simulate: a grid point's values with its ids and seed."""
+
+    values: dict
+    lines: dict
+    config_id: int
+    point_id: int
+    replicate: int
+    seed: int
+
+
+def simulate_points(entries: list[PointEntry], resolver: Resolver, wcache: WorkloadCache, packs: _PackCache,
+                    want_requests: bool, progress: _Progress, threads: int, steady: SteadySettings,
+                    attainment: Attainment | None, kernel_batch: int = KERNEL_BATCH) -> _ChunkResult:
+    """Simulate configurations and build their result rows (CONFIGS_SCHEMA), kernel_batch per kernel call."""
     from blis_sweep import engine
     from blis_sweep.kernels import layout as L
 
-    a, b, rows, cfgs, wkeys, feasible, wls = plan.a, plan.b, plan.rows, plan.cfgs, plan.wkeys, plan.feasible, \
-        plan.wls
+    rows, cfgs, wkeys, feasible, wls = [], [], [], [], []
+    a = entries[0].config_id if entries else 0
+    for local, entry in enumerate(entries):
+        values, seed = entry.values, entry.seed
+        dep = resolver.deployment(values, entry.lines)
+        key = workload_key(values, seed)
+        wl = None
+        if dep.infeasible is None:
+            wl = wcache.get(key)
+            feasible.append(local)
+            cfgs.append(resolver.sim_config(values, dep, seed))
+            wkeys.append(key)
+        elif key[0] == "trace":
+            wl = wcache.get(key)
+        wls.append(wl)
+        rows.append(param_row(values, dep, entry.config_id, entry.point_id, entry.replicate, seed, wl))
 
-    m = b - a
+    m = len(entries)
     cluster = np.full((m, L.N_METRICS), np.nan)
-    window = np.full((m, len(WINDOW_COLUMNS)), np.nan)
+    steady_rows: list[dict | None] = [None] * m
     req_parts = []
     simulate_s = 0.0
     n_req_sim = 0
@@ -340,8 +374,9 @@ def simulate_chunk(plan: ChunkPlan, packs: _PackCache, want_requests: bool, prog
         packs.ensure(wkeys)
         wids = np.array([packs.index[k] for k in wkeys], dtype=np.int64)
         feasible_arr = np.asarray(feasible, dtype=np.int64)
-        for s in range(0, len(feasible), KERNEL_BATCH):
-            pos = np.arange(s, min(s + KERNEL_BATCH, len(feasible)))
+        step = kernel_batch or len(feasible)
+        for s in range(0, len(feasible), step):
+            pos = np.arange(s, min(s + step, len(feasible)))
             order = pos[_interleave(pos.size, threads)]
             t0 = time.perf_counter()
             res = engine.simulate([cfgs[i] for i in order], packs.workloads, wids[order].tolist(),
@@ -352,11 +387,12 @@ def simulate_chunk(plan: ChunkPlan, packs: _PackCache, want_requests: bool, prog
                 wl = wls[feasible[i]]
                 n_req = int(np.searchsorted(wl.arrival_ticks, cfgs[i].horizon, side="right"))
                 n_req_sim += n_req
-                arrivals = wl.arrival_ticks[:n_req]
-                done = (res.req_flags[j, :n_req] & L.RF_COMPLETED) != 0
-                offered = _window_rate(arrivals)
-                achieved = _window_rate(arrivals[done] + res.req_e2e[j, :n_req][done])
-                window[feasible[i]] = (offered, achieved, achieved / offered)
+                flags = res.req_flags[j, :n_req]
+                steady_rows[feasible[i]] = steady_metrics(
+                    wl.arrival_ticks[:n_req], (flags & L.RF_COMPLETED) != 0, (flags & L.RF_HAS_TTFT) != 0,
+                    res.req_ttft[j, :n_req], res.req_e2e[j, :n_req], res.req_itl_sum[j, :n_req],
+                    res.req_sched[j, :n_req], (flags & L.RF_SCHEDULED) != 0, wl.output_len[:n_req], steady,
+                    attainment)
             if want_requests:
                 req_parts.append((order, res))
             progress.advance(pos.size)
@@ -369,9 +405,13 @@ def simulate_chunk(plan: ChunkPlan, packs: _PackCache, want_requests: bool, prog
             columns.append(pa.array(np.where(mask, 0, col).astype(np.int64), mask=mask, type=pa.int64()))
         else:
             columns.append(pa.array(col, mask=mask, type=pa.float64()))
-    for k in range(len(WINDOW_COLUMNS)):
-        col = window[:, k]
-        columns.append(pa.array(col, mask=np.isnan(col), type=pa.float64()))
+    for name, typ in STEADY_SCHEMA:
+        col = [None if r is None else r[name] for r in steady_rows]
+        if typ == pa.float64():
+            arr = np.array([math.nan if v is None else v for v in col], dtype=np.float64)
+            columns.append(pa.array(arr, mask=np.isnan(arr), type=typ))
+        else:
+            columns.append(pa.array(col, type=typ))
     table = pa.Table.from_arrays(columns, schema=CONFIGS_SCHEMA)
 
     req_table = None
@@ -445,8 +485,8 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
 
     progress: show the progress bar (default: when stderr is a terminal and not quiet).
     log: callable for status lines (default: print to stderr unless quiet).
-    backend: None simulates in this process; a blis_sweep.ray_backend.RayBackend runs the chunks on a Ray
-    cluster (the caller closes it). Either way the chunks are planned and written here.
+    backend: None simulates in this process; a blis_sweep.ray_backend.RayBackend simulates the chunks on a
+    Ray cluster (the caller closes it). Either way chunks are written, merged and resumed here.
     """
     t_start = time.perf_counter()
     started_at = _utc_now()
@@ -485,6 +525,8 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
         "chunk_size": cs,
         "seeds": list(spec.seeds),
         "slo": spec.slo,
+        "attainment": spec.attainment.as_dict() if spec.attainment else None,
+        "steady_state": spec.steady.as_dict(),
         "versions": package_versions(),
         "commit": git_commit(),
         "machine": machine_info(),
@@ -506,19 +548,16 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     packs = _PackCache(wcache)
     if todo:
         todo_bounds = [(k, *bounds[k]) for k in todo]
-        if backend is None:
-            compile_s = _warm_up(requests)
-        else:
-            compile_s = backend.start(requests)
+        compile_s = _warm_up(requests) if backend is None else backend.start(requests)
         bar = _Progress(progress, n, done_configs, spec.name)
         try:
             chunks = (_local_chunks(spec, resolver, wcache, packs, todo_bounds, requests, bar) if backend is None
-                      else backend.run_chunks(spec, resolver, wcache, todo_bounds, requests, bar))
-            for k, res in chunks:
+                      else backend.grid_chunks(spec, todo_bounds, requests, bar))
+            for k, res, chunk_s in chunks:
                 t1 = time.perf_counter()
                 write_chunk(out_dir, k, res, spec_hash)
                 write_s += time.perf_counter() - t1
-                build_s += res.build_s
+                build_s += chunk_s - res.simulate_s
                 simulate_s += res.simulate_s
                 infeasible += res.infeasible
                 simulated += res.simulated

@@ -38,6 +38,8 @@ from typing import Callable, Iterator
 
 from blis_sweep.errors import BlisError
 from blis_sweep.metric_columns import METRIC_COLUMNS
+from blis_sweep.steady_state import (Attainment, SettingError, SteadySettings, parse_attainment,
+                                     parse_steady_settings)
 from blis_sweep.sim_config import ADMISSION_NAMES, PRIORITY_NAMES, ROUTING_NAMES, SCHEDULER_NAMES
 from blis_sweep.yaml_positions import Positions, load_yaml_file_with_positions, load_yaml_with_positions
 
@@ -219,7 +221,8 @@ BASE_KEYS: dict[str, KeySpec] = {
     "kv_transfer_base_latency": KeySpec(0, _int(0), "tiered KV, µs"),
 }
 
-TOP_KEYS = ("name", "description", "base", "axes", "zip", "seeds", "replicates", "slo", "chunk_size")
+TOP_KEYS = ("name", "description", "base", "axes", "zip", "seeds", "replicates", "slo", "chunk_size",
+            "steady_state", "search")
 WORKLOAD_SUBKEYS = ("workload.preset", "workload.trace") + tuple(f"workload.distribution.{k}" for k in DIST_FIELDS)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -260,6 +263,9 @@ class GridSpec:
     slo: dict[str, float]
     chunk_size: int
     positions: Positions = field(repr=False, default_factory=Positions)
+    steady: SteadySettings = field(default_factory=SteadySettings)  # `steady_state:` block
+    attainment: Attainment | None = None  # `slo: {attainment: {...}}`
+    search: dict | None = None  # raw `search:` block (checked by `capacity`)
 
     @property
     def num_points(self) -> int:
@@ -330,7 +336,9 @@ class GridSpec:
             "axes": axes,
             "zip": [list(g.keys) for g in self.groups if len(g.keys) > 1],
             "seeds": list(self.seeds),
-            "slo": dict(self.slo),
+            "slo": dict(self.slo, **({"attainment": self.attainment.as_dict()} if self.attainment else {})),
+            "steady_state": self.steady.as_dict(),
+            **({"search": plain(self.search)} if self.search is not None else {}),
             "chunk_size": self.chunk_size,
             "num_points": self.num_points,
             "num_configs": self.num_configs,
@@ -339,7 +347,9 @@ class GridSpec:
     def spec_hash(self) -> str:
         """Identity of the results: the normalised sweep without name, description and slo
         (which do not change what is simulated; editing them keeps a run resumable)."""
-        sim = {k: v for k, v in self.normalized().items() if k not in ("name", "description", "slo")}
+        sim = {k: v for k, v in self.normalized().items() if k not in ("name", "description", "slo", "search")}
+        if self.attainment is not None:  # per-request SLO attainment is computed while simulating
+            sim["attainment"] = self.attainment.as_dict()
         text = json.dumps(sim, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -476,12 +486,6 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
             path = ("axes", key, i)
             checked.append(check_sub(key, v, path) if "." in key else check_value(key, v, path))
         lines = [positions.line(("axes", key, i)) for i in range(len(values))]
-        seen = {}
-        for i, v in enumerate(checked):
-            f = freeze(v)
-            if f in seen:
-                fail(("axes", key, i), f"duplicate value {plain(v)!r} (also item {seen[f]} of this axis)")
-            seen[f] = i
         axes[key] = (checked, lines)
     # required keys
     for key, spec in BASE_KEYS.items():
@@ -512,6 +516,19 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
             fail(("zip", gi), "zipped axes must have equal lengths, got "
                               + ", ".join(f"{k}: {n}" for k, n in lengths.items()))
         zip_groups.append(group)
+    # an axis may repeat a value only inside a zip group, and only if the zipped tuples differ
+    for key, (checked, _) in axes.items():
+        keys = zip_groups[grouped[key]] if key in grouped else [key]
+        if keys[0] != key:
+            continue
+        seen = {}
+        for i in range(len(checked)):
+            f = freeze(tuple(axes[k][0][i] for k in keys))
+            if f in seen:
+                what = (f"duplicate value {plain(checked[i])!r} (also item {seen[f]} of this axis)" if len(keys) == 1
+                        else f"duplicate setting {plain(f)!r} of zip group [{', '.join(keys)}] (also item {seen[f]})")
+                fail(("axes", key, i), what)
+            seen[f] = i
 
     groups: list[AxisGroup] = []
     emitted = set()
@@ -556,7 +573,14 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
     if not isinstance(slo_raw, dict):
         fail(("slo",), "must be a mapping of metric -> upper bound, e.g. {ttft_p99_ms: 500}")
     slo = {}
+    attainment = None
     for key, value in slo_raw.items():
+        if key == "attainment":
+            try:
+                attainment = parse_attainment(value)
+            except SettingError as exc:
+                fail(("slo", key) + ((exc.key,) if exc.key else ()), str(exc))
+            continue
         try:
             slo[key] = check_slo_entry(key, value)
         except BlisError as exc:
@@ -566,9 +590,18 @@ def parse_grid_spec(data, positions: Positions, source: str, base_dir: Path, def
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         fail(("chunk_size",), f"must be an integer >= 1, got {chunk_size!r}")
 
+    try:
+        steady = parse_steady_settings(data.get("steady_state"))
+    except SettingError as exc:
+        fail(("steady_state",) + ((exc.key,) if exc.key else ()), str(exc))
+    search = data.get("search")
+    if "search" in data and not isinstance(search, dict):
+        fail(("search",), "must be a mapping of search settings (see `blis-sweep capacity --help`)")
+
     spec = GridSpec(name=name, source=source, description=description, base=base, base_lines=base_lines,
                     groups=groups, axis_keys=list(axes), seeds=seeds, seeds_line=seeds_line, slo=slo,
-                    chunk_size=chunk_size, positions=positions)
+                    chunk_size=chunk_size, positions=positions, steady=steady, attainment=attainment,
+                    search=search)
     # dotted workload axes must fit every workload they meet
     if any(k.startswith("workload.") for k in axes):
         for _ in spec.distinct(("workload",)):

@@ -1,32 +1,32 @@
-"""`--backend ray`: simulate a sweep's chunks on a Ray cluster; everything else stays on the driver.
+"""`--backend ray`: simulate a sweep's chunks (or a capacity search's probes) on a Ray cluster.
 
-The driver (the process running `blis-sweep`) does all a local run does except simulating:
-it validates the sweep, plans each chunk (`grid_run.plan_chunk`: parameter rows, kernel
-configurations, workload keys), writes every returned chunk with `grid_run.write_chunk`
-(atomic files carrying the spec hash, hence the same resume) and merges them.
+The driver (the process running `blis-sweep`) does everything a local run does except
+simulating: it validates the sweep, cuts it into chunks of configurations
+(`grid_run.chunk_entries`: parameter values, ids, seeds), writes every returned chunk with
+`grid_run.write_chunk` (atomic files carrying the spec hash, hence the same resume) and merges.
 
 Workers are Ray actors, one per CPU, each with one Numba thread. An actor loads the compiled
-kernel once and keeps it, with its own workload cache and packed workloads, for every chunk it
-is given. Base workloads (one per source, length and seed; rates only change the arrival
-times) are put into the object store once by the driver; a worker fetches each once and derives
-the rates itself, as the local `WorkloadCache` does. A chunk's tables come back as Arrow tables.
+kernel once and keeps it, with its resolver, workload cache and packed workloads, for every
+chunk it is given, and runs the local backend's own function on it (`grid_run.simulate_points`).
+The sweep is put into the object store once; so is each base workload (one per source, length
+and seed: rates only change the arrival times) and each trace, so a worker fetches each once
+and derives the rates itself as the local `WorkloadCache` does. Chunks come back as Arrow tables.
 
-Results equal the local backend's bit for bit: a chunk is simulated by the same function
-(`grid_run.simulate_chunk`) on the same configurations and workloads, and a configuration's result
-does not depend on the batch it shares or the number of threads (tests/test_batch_consistency.py).
-Workers check that they run the driver's kernel sources.
+Results equal the local backend's bit for bit: the same function simulates the same
+configurations on the same workloads, and a configuration's result depends neither on the
+batch it shares nor on the number of threads (tests/test_batch_consistency.py). Workers check
+that they run the driver's kernel sources.
 
 Fault tolerance: an actor whose process dies is restarted and its unfinished chunks are run
-again (Ray's max_restarts / max_task_retries); the driver writes each chunk once, when its result
-arrives, so a chunk is never lost or written twice. A driver that dies leaves complete chunk files
-only, and the same command resumes from them.
+again (Ray's max_restarts / max_task_retries); the driver writes each chunk once, when its
+result arrives, so a chunk is never lost or written twice. A driver that dies leaves complete
+chunk files only, and the same command resumes from them.
 """
 from __future__ import annotations
 
 import os
 import socket
 import time
-from dataclasses import replace
 
 from blis_sweep.errors import BlisError
 from blis_sweep.grid_resolve import Resolver, WorkloadCache
@@ -52,14 +52,14 @@ class _NoProgress:
 
 
 class ShippedWorkloadCache(WorkloadCache):
-    """A worker's workload cache: base workloads come from the driver through the object store.
+    """A worker's workload cache: base workloads and traces come from the driver through the object store.
 
     `refs` maps base keys (source, num_requests, seed) and trace keys to object refs; derived
     workloads (rate, arrival process, horizon) are computed here exactly as on the driver.
     """
 
-    def __init__(self):
-        super().__init__(resolver=None)
+    def __init__(self, resolver: Resolver):
+        super().__init__(resolver)
         self.refs: dict = {}
         self._traces: dict = {}
 
@@ -70,8 +70,13 @@ class ShippedWorkloadCache(WorkloadCache):
             return self._traces[key]
         return super().get(key)
 
-    def _generate(self, source: dict, num_requests: int, seed: int):  # replaces the generator of the base class
+    def _generate(self, source: dict, num_requests: int, seed: int):  # replaces the base class's generator
         return _ray().get(self.refs[(freeze(source), num_requests, seed)])
+
+
+def base_key(workload_key: tuple) -> tuple:
+    """What the driver ships for a workload key: its base (source, num_requests, seed), or the trace key."""
+    return workload_key if workload_key[0] == "trace" else workload_key[1:4]
 
 
 def _check_reachable(address: str | None) -> None:
@@ -100,18 +105,16 @@ def base_key(workload_key: tuple) -> tuple:
 
 
 class ChunkWorker:
-    """Body of the Ray actor (see RayBackend.start): a kernel, a workload cache and packed workloads kept across chunks."""
+    """Body of the Ray actor: the kernel, and per sweep a resolver, workload cache and packed workloads."""
 
     def __init__(self, want_requests: bool):
         import numba
 
-        from blis_sweep.grid_run import _PackCache, _warm_up
+        from blis_sweep.grid_run import _warm_up
 
         numba.set_num_threads(1)  # one actor per CPU
-        self.want_requests = want_requests
         self.compile_s = _warm_up(want_requests)
-        self.wcache = ShippedWorkloadCache()
-        self.packs = _PackCache(self.wcache)
+        self._sweep = None  # (spec ref id, spec, workload cache with its resolver, pack cache)
 
     def info(self) -> dict:
         from blis_sweep import kernels
@@ -119,17 +122,24 @@ class ChunkWorker:
         return {"pid": os.getpid(), "node": _ray().get_runtime_context().get_node_id(),
                 "compile_s": self.compile_s, "kernel_digest": kernels._digest}
 
-    def run(self, k: int, plan, refs: dict, hook=None):
-        from blis_sweep.grid_run import simulate_chunk
+    def run(self, spec_ref: list, entries: list, refs: dict, want_requests: bool, attainment, kernel_batch: int,
+            tag, hook=None):
+        """Simulate `entries` of the sweep in spec_ref[0] (wrapped so that Ray does not fetch it every call)."""
+        from blis_sweep.grid_run import _PackCache, simulate_points
 
         t0 = time.perf_counter()
         if hook is not None:
-            hook(k)
-        self.wcache.refs.update(refs)
-        plan.wls = [None if key is None else self.wcache.get(key) for key in plan.row_keys]
-        res = simulate_chunk(plan, self.packs, self.want_requests, _NoProgress(), 1)
-        res.build_s = time.perf_counter() - t0 - res.simulate_s
-        return res
+            hook(tag)
+        if self._sweep is None or self._sweep[0] != spec_ref[0].hex():
+            spec = _ray().get(spec_ref[0])
+            resolver = Resolver(spec)
+            wcache = ShippedWorkloadCache(resolver)
+            self._sweep = (spec_ref[0].hex(), spec, wcache, _PackCache(wcache))
+        _, spec, wcache, packs = self._sweep
+        wcache.refs.update(refs)
+        res = simulate_points(entries, wcache.resolver, wcache, packs, want_requests, _NoProgress(), 1, spec.steady,
+                              attainment, kernel_batch=kernel_batch)
+        return res, time.perf_counter() - t0
 
 
 class RayBackend:
@@ -152,6 +162,7 @@ class RayBackend:
         self._started_ray = False
         self._actors: list = []
         self._base_refs: dict = {}
+        self._spec = self._spec_ref = self._spec_resolver = None
         self._worker_info: list = []
         self.start_s = 0.0  # last start(): actor processes spawned and kernels loaded
         self.chunk_stats: list = []  # per chunk: worker and driver seconds, bytes returned (benchmarks/bench_ray.py)
@@ -214,22 +225,23 @@ class RayBackend:
             self.ray.kill(actor)
         self._actors = []
         self._base_refs.clear()
+        self._spec = self._spec_ref = self._spec_resolver = None
         if self._started_ray and self.ray.is_initialized():
             self.ray.shutdown()
             self._started_ray = False
 
     # ------------------------------------------------------------ chunks
 
-    def _refs_for(self, plan, resolver: Resolver) -> dict:
-        """Object refs of the base workloads the plan uses; each is put into the object store once."""
+    def _refs_for(self, entries: list) -> dict:
+        """Object refs of the base workloads and traces `entries` use; each is put into the store once."""
+        from blis_sweep.grid_resolve import workload_key
+
         refs = {}
-        for key in plan.row_keys:
-            if key is None:
-                continue
-            bk = base_key(key)
+        for entry in entries:
+            bk = base_key(workload_key(entry.values, entry.seed))
             if bk not in self._base_refs:
-                if key[0] == "trace":
-                    workload = resolver.trace_workload(key[1])
+                if bk[0] == "trace":
+                    workload = self._spec_resolver.trace_workload(bk[1])
                 else:
                     source, num_requests, seed = bk
                     workload = WorkloadCache._generate(dict(source), num_requests, seed)
@@ -237,27 +249,29 @@ class RayBackend:
             refs[bk] = self._base_refs[bk]
         return refs
 
-    def run_chunks(self, spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, todo: list,
-                   want_requests: bool, progress):
-        """Yield (k, chunk result) for each (k, a, b) of `todo`, in completion order."""
-        from blis_sweep.grid_run import plan_chunk
+    def run_batches(self, spec: GridSpec, batches, want_requests: bool, attainment, kernel_batch: int):
+        """Yield (tag, result, worker seconds) for each (tag, entries) of `batches`, in completion order.
 
+        Batches are taken from the iterator as workers free up (CHUNKS_QUEUED_PER_WORKER each), so the
+        driver holds only those in flight.
+        """
         ray = self.ray
-        queue = iter(todo)
-        in_flight: dict = {}  # object ref -> (k, actor index, driver planning seconds)
+        if self._spec_ref is None or self._spec is not spec:
+            self._spec, self._spec_ref, self._spec_resolver = spec, ray.put(spec), Resolver(spec)
+        queue = iter(batches)
+        in_flight: dict = {}  # object ref -> (tag, actor index)
         load = [0] * len(self._actors)
 
         def submit() -> bool:
             item = next(queue, None)
             if item is None:
                 return False
-            k, a, b = item
-            t0 = time.perf_counter()
-            plan = plan_chunk(spec, resolver, wcache, a, b)
-            refs = self._refs_for(plan, resolver)
+            tag, entries = item
+            refs = self._refs_for(entries)
             w = min(range(len(load)), key=load.__getitem__)
-            ref = self._actors[w].run.remote(k, replace(plan, wls=None), refs, self.chunk_hook)
-            in_flight[ref] = (k, w, time.perf_counter() - t0)
+            ref = self._actors[w].run.remote([self._spec_ref], entries, refs, want_requests, attainment,
+                                             kernel_batch, tag, self.chunk_hook)
+            in_flight[ref] = (tag, w)
             load[w] += 1
             return True
 
@@ -268,17 +282,24 @@ class RayBackend:
             t_wait = time.perf_counter()
             [ref], _ = ray.wait(list(in_flight), num_returns=1)
             self.wait_s += time.perf_counter() - t_wait
-            k, w, plan_s = in_flight.pop(ref)
+            tag, w = in_flight.pop(ref)
             load[w] -= 1
             try:
-                res = ray.get(ref)
+                res, worker_s = ray.get(ref)
             except ray.exceptions.RayActorError as exc:
-                raise BlisError(f"chunk {k}: its Ray worker died {ACTOR_RESTARTS + 1} times "
+                raise BlisError(f"chunk {tag}: its Ray worker died {ACTOR_RESTARTS + 1} times "
                                 f"({type(exc).__name__}); see the Ray logs of that node") from None
             self.chunk_stats.append({
-                "chunk": k, "configs": res.configs.num_rows, "worker_s": res.simulate_s + res.build_s,
-                "plan_s": plan_s, "result_bytes": res.configs.nbytes + (res.requests.nbytes if res.requests else 0)})
-            res.build_s += plan_s
-            progress.advance(res.configs.num_rows)
+                "chunk": tag, "configs": res.configs.num_rows, "worker_s": worker_s,
+                "result_bytes": res.configs.nbytes + (res.requests.nbytes if res.requests else 0)})
             submit()
-            yield k, res
+            yield tag, res, worker_s
+
+    def grid_chunks(self, spec: GridSpec, todo: list, want_requests: bool, progress):
+        """The Ray counterpart of grid_run._local_chunks: (k, result, worker seconds) per (k, a, b) of `todo`."""
+        from blis_sweep.grid_run import KERNEL_BATCH, chunk_entries
+
+        batches = ((k, chunk_entries(spec, a, b)) for k, a, b in todo)
+        for k, res, worker_s in self.run_batches(spec, batches, want_requests, spec.attainment, KERNEL_BATCH):
+            progress.advance(res.configs.num_rows)
+            yield k, res, worker_s

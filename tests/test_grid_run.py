@@ -131,9 +131,12 @@ def test_saturation_shows_in_window_throughput(tiny_run):
     _, df, _ = tiny_run
     low = df.filter(pl.col("rate") == 20)
     high = df.filter((pl.col("rate") == 400) & (pl.col("arrival") == "constant") & (pl.col("tp") == 1))
-    assert low["achieved_ratio"].min() > 0.9
-    assert high["achieved_ratio"].max() < 0.9
+    # 40-request runs leave a steady window of a few dozen requests: judge by the backlog verdict,
+    # and by the achieved/offered ratio averaged over the runs
+    assert (low["verdict"] == "stable").all() and abs(low["achieved_ratio"].mean() - 1) < 0.1
+    assert (high["verdict"] == "overloaded").all() and high["achieved_ratio"].max() < 0.9
     assert (df["offered_rps"] > 0).all()
+    assert (df["warmup_requests"] + df["cooldown_requests"] + df["steady_requests"] == df["num_requests"]).all()
 
 
 def test_resume_skips_finished_chunks(tmp_path):
