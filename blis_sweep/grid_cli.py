@@ -17,6 +17,18 @@ import typer
 from blis_sweep.errors import BlisError
 
 
+# --backend and its flags, shared by `grid` and `capacity` (blis_sweep.ray_backend)
+BackendOption = Annotated[str, typer.Option(
+    "--backend", help="Where configurations are simulated: local (this process) or ray (a Ray cluster; "
+                      "pip install 'blis-sweep[ray]').")]
+AddressOption = Annotated[Optional[str], typer.Option(
+    "--address", help="With --backend ray: the cluster to join (auto, or HOST:PORT of its head); "
+                      "default: start a local Ray instance.", show_default=False)]
+WorkersOption = Annotated[Optional[int], typer.Option(
+    "--workers", help="With --backend ray: worker processes, one CPU each (default: every CPU of the cluster).",
+    show_default=False)]
+
+
 def default_sweep() -> Path:
     """The main job, run when `grid` is given no sweep file."""
     return Path(__file__).resolve().parent.parent / "sweeps" / "h100_tp.yaml"
@@ -33,14 +45,9 @@ def grid_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or status lines.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard results of another sweep in --out.")
                          ] = False,
-    backend: Annotated[str, typer.Option("--backend", help="Where chunks are simulated: local (this process) or "
-                                         "ray (a Ray cluster; pip install 'blis-sweep[ray]').")] = "local",
-    address: Annotated[Optional[str], typer.Option(
-        "--address", help="With --backend ray: the cluster to join (auto, or HOST:PORT of its head); "
-                          "default: start a local Ray instance.", show_default=False)] = None,
-    workers: Annotated[Optional[int], typer.Option(
-        "--workers", help="With --backend ray: worker processes, one CPU each (default: every CPU of the cluster).",
-        show_default=False)] = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Simulate every configuration of a sweep file; results stream to Parquet and resume if interrupted."""
     from blis_sweep.grid_run import run_grid
@@ -114,11 +121,22 @@ def capacity_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, status lines or table.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard results of another search in --out.")
                          ] = False,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Highest stable offered rate within the SLO for every deployment (bracket + bisection, converged runs)."""
-    from blis_sweep.capacity import CapacitySlo, print_capacity, run_capacity
+    from blis_sweep.capacity import CapacitySlo, load_capacity_spec, print_capacity, run_capacity
 
-    run = run_capacity(spec, out=out, quiet=quiet, overwrite=overwrite)
+    with chunk_backend(backend, address, workers) as chosen:
+        evaluate = None
+        if chosen is not None:
+            from blis_sweep.ray_backend import RayEvaluator
+
+            loaded, _, slo = load_capacity_spec(spec)  # bad input is reported before Ray starts
+            chosen.start(False)
+            evaluate = RayEvaluator(loaded, slo, chosen)
+        run = run_capacity(spec, out=out, quiet=quiet, overwrite=overwrite, evaluate=evaluate)
     if not quiet:
         import json
 

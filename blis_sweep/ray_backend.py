@@ -28,6 +28,10 @@ import os
 import socket
 import time
 
+import polars as pl
+import pyarrow as pa
+
+from blis_sweep.capacity import LocalEvaluator
 from blis_sweep.errors import BlisError
 from blis_sweep.grid_resolve import Resolver, WorkloadCache
 from blis_sweep.grid_spec import GridSpec, freeze
@@ -303,3 +307,31 @@ class RayBackend:
         for k, res, worker_s in self.run_batches(spec, batches, want_requests, spec.attainment, KERNEL_BATCH):
             progress.advance(res.configs.num_rows)
             yield k, res, worker_s
+
+
+
+class RayEvaluator(LocalEvaluator):
+    """`evaluate` for capacity.search_capacity / run_capacity: each round's probes simulated on Ray.
+
+    The probes are dealt round-robin into CHUNKS_QUEUED_PER_WORKER batches per worker (probes of
+    one deployment differ in run length, so neighbours are spread) and simulated by the same
+    function as capacity.LocalEvaluator; the rows come back in probe order.
+    """
+
+    def __init__(self, spec: GridSpec, slo, backend: RayBackend):
+        super().__init__(spec, slo)
+        self.backend = backend
+
+    def __call__(self, probes: list) -> pl.DataFrame:
+        from blis_sweep.grid_run import PointEntry
+
+        entries = [PointEntry(p.values, p.lines, i, p.point_id, p.replicate, p.seed) for i, p in enumerate(probes)]
+        n = max(1, min(len(entries), CHUNKS_QUEUED_PER_WORKER * len(self.backend._actors)))
+        tables = []
+        for _, res, _ in self.backend.run_batches(self.spec, [(j, entries[j::n]) for j in range(n)], False,
+                                                  self.attainment, 0):
+            self.requests_simulated += res.requests_simulated
+            self.simulate_s += res.simulate_s
+            tables.append(res.configs)
+        self.calls += 1
+        return pl.from_arrow(pa.concat_tables(tables).sort_by("config_id"))

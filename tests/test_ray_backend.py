@@ -150,13 +150,14 @@ def test_backend_ray_without_ray_says_how_to_install(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", ["grid", "capacity"])
 @pytest.mark.parametrize("args, message", [
     (["--backend", "spark"], "error: --backend: unknown backend 'spark' (allowed: local, ray)"),
     (["--address", "auto"], "error: --address: only with --backend ray"),
     (["--workers", "2"], "error: --workers: only with --backend ray"),
 ])
-def test_bad_backend_flags_are_one_line_errors(tmp_path, args, message):
-    proc = cli("grid", QUICK, "--out", tmp_path / "out", *args)
+def test_bad_backend_flags_are_one_line_errors(tmp_path, command, args, message):
+    proc = cli(command, QUICK, "--out", tmp_path / "out", *args)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message]
     assert not (tmp_path / "out").exists()
 
@@ -181,3 +182,42 @@ def test_unreachable_address_is_a_one_line_error(tmp_path, address, message):
     proc = cli("grid", QUICK, "--out", tmp_path / "out", "--backend", "ray", "--address", address)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message]
     assert not (tmp_path / "out").exists()
+
+
+CAPACITY_SPEC = """\
+name: tiny_cap
+base:
+  model: meta-llama/llama-3.1-8b-instruct
+  hardware: H100
+  latency_model: roofline
+  workload:
+    distribution: {prompt_tokens: 256, prompt_tokens_stdev: 128, prompt_tokens_min: 2, prompt_tokens_max: 1024,
+                   output_tokens: 64, output_tokens_stdev: 32, output_tokens_min: 1, output_tokens_max: 256}
+  num_requests: 200
+axes:
+  tp: [1, 2]
+  max_num_running_reqs: [16, 256]
+replicates: 2
+slo:
+  ttft_p99_ms: 200
+search:
+  tolerance: 0.1
+  start_rate: 8
+  max_requests: 400
+"""
+
+
+@needs_ray
+def test_capacity_search_on_ray_equals_local(ray_cluster, tmp_path):
+    from blis_sweep.capacity import run_capacity
+
+    spec = tmp_path / "tiny_cap.yaml"
+    spec.write_text(CAPACITY_SPEC)
+    local = run_capacity(spec, out=tmp_path / "local", quiet=True)
+    proc = cli("capacity", spec, "--out", tmp_path / "ray", "--backend", "ray", "--address", ray_cluster, "-q")
+    assert proc.returncode == 0, proc.stderr
+    got = pl.read_parquet(tmp_path / "ray" / "capacity.parquet")
+    assert local.rounds > 3 and got.height == 4
+    assert got.equals(pl.read_parquet(tmp_path / "local" / "capacity.parquet"))
+    for path in sorted((tmp_path / "local" / "probes").glob("round-*.parquet")):  # every probe of every round
+        assert pl.read_parquet(tmp_path / "ray" / "probes" / path.name).equals(pl.read_parquet(path)), path.name
