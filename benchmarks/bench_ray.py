@@ -12,8 +12,8 @@ it prints a scaling estimate for N machines of C cores:
     configs/s ~= min(N x C x per-core rate, driver limit, network limit)
 
     per-core rate  = configurations / worker-seconds (simulate + build tables)
-    driver limit   = chunk_size / driver seconds per chunk (plan + receive + write atomically)
-    network limit  = link bytes/s / bytes per configuration (plan out + tables back)
+    driver limit   = chunk_size / driver seconds per chunk (cut, submit, receive, write atomically)
+    network limit  = link bytes/s / bytes per configuration (values out, tables back)
 
     python benchmarks/bench_ray.py                       # h100_tp, 1 round
     python benchmarks/bench_ray.py --chunk-size 256 --repeats 2 --link-gbit 10
@@ -28,7 +28,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,8 +61,7 @@ def run_local(spec: Path, out: Path) -> dict:
 def run_ray(spec: Path, out: Path, workers: int) -> tuple[dict, dict]:
     import ray
 
-    from blis_sweep.grid_resolve import Resolver, WorkloadCache
-    from blis_sweep.grid_run import plan_chunk, run_grid
+    from blis_sweep.grid_run import chunk_entries, run_grid
     from blis_sweep.grid_spec import load_grid_spec
     from blis_sweep.ray_backend import RayBackend
 
@@ -75,11 +73,10 @@ def run_ray(spec: Path, out: Path, workers: int) -> tuple[dict, dict]:
         backend.close()
     stats = backend.chunk_stats
     run_s = s.wall_s - backend.start_s
-    # what the driver sends per chunk: the plan without workloads (measured on the first chunk)
+    # what the driver sends per chunk: the configurations' values, ids and seeds (measured on the first chunk)
     grid = load_grid_spec(spec)
-    resolver = Resolver(grid)
-    first = plan_chunk(grid, resolver, WorkloadCache(resolver), 0, min(grid.chunk_size, grid.num_configs))
-    plan_bytes = len(pickle.dumps(replace(first, wls=None), protocol=5))
+    first = chunk_entries(grid, 0, min(grid.chunk_size, grid.num_configs))
+    entry_bytes = len(pickle.dumps(first, protocol=5))
     configs = sum(c["configs"] for c in stats)
     measured = {
         "backend": "ray", "workers": workers, "run_s": round(run_s, 3), "one_time_s": round(backend.start_s, 3),
@@ -88,10 +85,10 @@ def run_ray(spec: Path, out: Path, workers: int) -> tuple[dict, dict]:
     per_chunk = {
         "chunk_size": grid.chunk_size,
         "worker_s_per_config": sum(c["worker_s"] for c in stats) / configs,
-        # driver busy time: the run minus waiting for results and the final merge (plan, submit, receive, write)
+        # driver busy time: the run minus waiting for results and the final merge (cut, submit, receive, write)
         "driver_s_per_chunk": (run_s - backend.wait_s - s.timings["merge_s"]) / len(stats),
         "result_bytes_per_config": sum(c["result_bytes"] for c in stats) / configs,
-        "plan_bytes_per_config": plan_bytes / first.b,
+        "sent_bytes_per_config": entry_bytes / len(first),
         "workload_bytes_once": base_bytes,
     }
     return measured, per_chunk
@@ -106,7 +103,7 @@ def same_rows(a: Path, b: Path) -> bool:
 def scaling(per_chunk: dict, cores: int, link_gbit: float) -> list[dict]:
     per_core = 1.0 / per_chunk["worker_s_per_config"]
     driver = per_chunk["chunk_size"] / per_chunk["driver_s_per_chunk"]
-    network = link_gbit * 1e9 / 8 / (per_chunk["result_bytes_per_config"] + per_chunk["plan_bytes_per_config"])
+    network = link_gbit * 1e9 / 8 / (per_chunk["result_bytes_per_config"] + per_chunk["sent_bytes_per_config"])
     rows = []
     for machines in (1, 2, 4, 8, 16, 32, 64):
         compute = machines * cores * per_core

@@ -38,7 +38,7 @@ from blis_sweep.grid_spec import GridSpec, freeze
 
 INSTALL_HINT = "pip install 'blis-sweep[ray]'"
 ACTOR_RESTARTS = 4  # a chunk survives this many worker deaths before the run fails
-CHUNKS_QUEUED_PER_WORKER = 2  # one running, one waiting: no idle gap while the driver receives and plans
+CHUNKS_QUEUED_PER_WORKER = 2  # one running, one waiting: no idle gap while the driver receives and writes
 
 
 def require_ray():
@@ -151,25 +151,22 @@ class RayBackend:
 
     workers: actors (one CPU each); default every CPU of the cluster. chunk_hook: called in the
     worker with the chunk index before it is simulated (tests kill the worker from it).
-    init_kwargs: extra ray.init arguments when this backend starts Ray (e.g. num_cpus).
     """
 
-    def __init__(self, address: str | None = None, workers: int | None = None, chunk_hook=None,
-                 init_kwargs: dict | None = None):
+    def __init__(self, address: str | None = None, workers: int | None = None, chunk_hook=None):
         self.ray = require_ray()
         if workers is not None and workers < 1:
             raise BlisError(f"--workers: must be >= 1, got {workers}")
         self.address = address
         self.workers = workers
         self.chunk_hook = chunk_hook
-        self.init_kwargs = init_kwargs or {}
         self._started_ray = False
         self._actors: list = []
         self._base_refs: dict = {}
         self._spec = self._spec_ref = self._spec_resolver = None
         self._worker_info: list = []
         self.start_s = 0.0  # last start(): actor processes spawned and kernels loaded
-        self.chunk_stats: list = []  # per chunk: worker and driver seconds, bytes returned (benchmarks/bench_ray.py)
+        self.chunk_stats: list = []  # per chunk: configs, worker seconds, bytes returned (benchmarks/bench_ray.py)
         self.wait_s = 0.0  # driver time spent waiting for results (the rest of a run is driver work)
 
     # ------------------------------------------------------------ lifecycle
@@ -181,12 +178,9 @@ class RayBackend:
             import logging
 
             _check_reachable(self.address)
-
-            kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                          configure_logging=True)
-            kwargs.update(self.init_kwargs)
             try:
-                ray.init(address=self.address, **kwargs)
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "a new local instance"
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
