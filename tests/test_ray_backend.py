@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import textwrap
-from importlib.util import find_spec
 from pathlib import Path
 
 import polars as pl
@@ -19,15 +18,18 @@ from blis_sweep.grid_run import chunk_file, run_grid
 from blis_sweep.paths import REPO_ROOT
 
 QUICK = REPO_ROOT / "sweeps" / "quick.yaml"
-needs_ray = pytest.mark.skipif(find_spec("ray") is None,
-                               reason="Ray is not installed; pip install 'blis-sweep[ray]' to test --backend ray")
+NO_RAY = "Ray is not installed; pip install 'blis-sweep[ray]' to test --backend ray"
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    """Address of a local Ray instance with 2 CPUs, shared by the module's tests."""
-    import ray
+def ray_module():
+    return pytest.importorskip("ray", reason=NO_RAY)
 
+
+@pytest.fixture(scope="module")
+def ray_cluster(ray_module):
+    """Address of a local Ray instance with 2 CPUs, shared by the module's tests."""
+    ray = ray_module
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
@@ -65,7 +67,6 @@ def assert_same_rows(got: pl.DataFrame, want: pl.DataFrame):
     assert got.equals(want)
 
 
-@needs_ray
 def test_quick_sweep_on_ray_equals_local_backend(ray_cluster, quick_local, tmp_path):
     proc = cli("grid", QUICK, "--out", tmp_path / "ray", "--backend", "ray", "--address", ray_cluster, "-q")
     assert proc.returncode == 0, proc.stderr
@@ -78,7 +79,6 @@ def test_quick_sweep_on_ray_equals_local_backend(ray_cluster, quick_local, tmp_p
                                                       "nodes": 1, "ray": __import__("ray").__version__}
 
 
-@needs_ray
 def test_many_chunks_and_per_request_records_equal_local(ray_cluster, tmp_path):
     trace = REPO_ROOT / "tests" / "data" / "parity" / "v01_single_chat_prefix" / "trace.csv.gz"
     spec = tmp_path / "mixed.yaml"
@@ -102,7 +102,6 @@ def test_many_chunks_and_per_request_records_equal_local(ray_cluster, tmp_path):
         assert pl.read_parquet(tmp_path / "ray" / name).equals(pl.read_parquet(tmp_path / "local" / name)), name
 
 
-@needs_ray
 def test_worker_killed_mid_chunk_is_retried_without_loss_or_duplicates(ray_cluster, quick_local, tmp_path):
     marker = tmp_path / "killed-pid"
 
@@ -126,7 +125,6 @@ def test_worker_killed_mid_chunk_is_retried_without_loss_or_duplicates(ray_clust
     assert_same_rows(pl.read_parquet(tmp_path / "out" / "configs.parquet"), quick_local)
 
 
-@needs_ray
 def test_interrupted_run_resumes_on_ray_from_written_chunks(ray_cluster, quick_local, tmp_path):
     spec, out = quick_spec(tmp_path, 5), tmp_path / "out"
     run_grid(spec, out=out, quiet=True)
@@ -141,7 +139,8 @@ def test_interrupted_run_resumes_on_ray_from_written_chunks(ray_cluster, quick_l
 def test_backend_ray_without_ray_says_how_to_install(tmp_path):
     shadow = tmp_path / "shadow"
     shadow.mkdir()
-    (shadow / "ray.py").write_text("raise ImportError('No module named ray')\n")  # as if Ray were not installed
+    # as if Ray were not installed: `import ray` fails the way a missing module does
+    (shadow / "ray.py").write_text("raise ModuleNotFoundError(\"No module named 'ray'\", name='ray')\n")
     env = dict(os.environ, PYTHONPATH=str(shadow))
     proc = cli("grid", QUICK, "--out", tmp_path / "out", "--backend", "ray", env=env)
     assert proc.returncode == 2
@@ -162,7 +161,6 @@ def test_bad_backend_flags_are_one_line_errors(tmp_path, command, args, message)
     assert not (tmp_path / "out").exists()
 
 
-@needs_ray
 def test_more_workers_than_cluster_cpus_is_an_error(ray_cluster, tmp_path):
     proc = cli("grid", QUICK, "--out", tmp_path / "out", "--backend", "ray", "--address", ray_cluster,
                "--workers", "3")
@@ -172,13 +170,12 @@ def test_more_workers_than_cluster_cpus_is_an_error(ray_cluster, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@needs_ray
 @pytest.mark.parametrize("address, message", [
     ("127.0.0.1:9", "error: --address 127.0.0.1:9: no Ray head reachable there (Connection refused); "
                     "start one with `ray start --head` and pass the address it prints"),
     ("nonsense", "error: --address nonsense: expected auto or HOST:PORT of the Ray head (e.g. 10.0.0.5:6379)"),
 ])
-def test_unreachable_address_is_a_one_line_error(tmp_path, address, message):
+def test_unreachable_address_is_a_one_line_error(ray_module, tmp_path, address, message):
     proc = cli("grid", QUICK, "--out", tmp_path / "out", "--backend", "ray", "--address", address)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message]
     assert not (tmp_path / "out").exists()
@@ -207,7 +204,6 @@ search:
 """
 
 
-@needs_ray
 def test_capacity_search_on_ray_equals_local(ray_cluster, tmp_path):
     from blis_sweep.capacity import run_capacity
 
