@@ -168,6 +168,7 @@ class RayBackend:
         self.start_s = 0.0  # last start(): actor processes spawned and kernels loaded
         self.chunk_stats: list = []  # per chunk: configs, worker seconds, bytes returned (benchmarks/bench_ray.py)
         self.wait_s = 0.0  # driver time spent waiting for results (the rest of a run is driver work)
+        self.workloads_shipped = 0  # base workloads and traces put into the object store
 
     # ------------------------------------------------------------ lifecycle
 
@@ -212,7 +213,8 @@ class RayBackend:
 
     def describe(self) -> dict:
         return {"name": "ray", "address": self.address or "local", "workers": len(self._actors),
-                "nodes": len({i["node"] for i in self._worker_info}), "ray": self.ray.__version__}
+                "nodes": len({i["node"] for i in self._worker_info}), "workloads_shipped": self.workloads_shipped,
+                "ray": self.ray.__version__}
 
     def worker_pids(self) -> list[int]:
         return [i["pid"] for i in self._worker_info]
@@ -244,6 +246,7 @@ class RayBackend:
                     source, num_requests, seed = bk
                     workload = WorkloadCache._generate(dict(source), num_requests, seed)
                 self._base_refs[bk] = self.ray.put(workload)
+                self.workloads_shipped += 1
             refs[bk] = self._base_refs[bk]
         return refs
 

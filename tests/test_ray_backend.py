@@ -75,8 +75,9 @@ def test_quick_sweep_on_ray_equals_local_backend(ray_cluster, quick_local, tmp_p
 
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["status"] == "complete"
-    assert manifest["invocations"][-1]["backend"] == {"name": "ray", "address": ray_cluster, "workers": 2,
-                                                      "nodes": 1, "ray": __import__("ray").__version__}
+    assert manifest["invocations"][-1]["backend"] == {  # one base workload per seed, shipped once
+        "name": "ray", "address": ray_cluster, "workers": 2, "nodes": 1, "workloads_shipped": 2,
+        "ray": __import__("ray").__version__}
 
 
 def test_many_chunks_and_per_request_records_equal_local(ray_cluster, tmp_path):
@@ -120,6 +121,7 @@ def test_worker_killed_mid_chunk_is_retried_without_loss_or_duplicates(ray_clust
     with pytest.raises(ProcessLookupError):
         os.kill(killed, 0)
     assert summary.num_chunks == summary.chunks_run == 8
+    assert ray_backend.workloads_shipped == 2  # once for all 8 chunks and the restarted worker
     assert sorted(p.name for p in (tmp_path / "out" / "chunks").iterdir()) == [
         f"configs-{k:05d}.parquet" for k in range(8)]
     assert_same_rows(pl.read_parquet(tmp_path / "out" / "configs.parquet"), quick_local)
