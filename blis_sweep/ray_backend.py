@@ -70,12 +70,12 @@ class ShippedWorkloadCache(WorkloadCache):
     def get(self, key: tuple):
         if key[0] == "trace":
             if key not in self._traces:
-                self._traces[key] = _ray().get(self.refs[key])
+                self._traces[key] = require_ray().get(self.refs[key])
             return self._traces[key]
         return super().get(key)
 
     def _generate(self, source: dict, num_requests: int, seed: int):  # replaces the base class's generator
-        return _ray().get(self.refs[(freeze(source), num_requests, seed)])
+        return require_ray().get(self.refs[(freeze(source), num_requests, seed)])
 
 
 def base_key(workload_key: tuple) -> tuple:
@@ -97,17 +97,6 @@ def _check_reachable(address: str | None) -> None:
                         f"start one with `ray start --head` and pass the address it prints") from None
 
 
-def _ray():
-    import ray
-
-    return ray
-
-
-def base_key(workload_key: tuple) -> tuple:
-    """What the driver ships for a workload key: its base (source, num_requests, seed), or the trace key."""
-    return workload_key if workload_key[0] == "trace" else workload_key[1:4]
-
-
 class ChunkWorker:
     """Body of the Ray actor: the kernel, and per sweep a resolver, workload cache and packed workloads."""
 
@@ -123,7 +112,7 @@ class ChunkWorker:
     def info(self) -> dict:
         from blis_sweep import kernels
 
-        return {"pid": os.getpid(), "node": _ray().get_runtime_context().get_node_id(),
+        return {"pid": os.getpid(), "node": require_ray().get_runtime_context().get_node_id(),
                 "compile_s": self.compile_s, "kernel_digest": kernels._digest}
 
     def run(self, spec_ref: list, entries: list, refs: dict, want_requests: bool, attainment, kernel_batch: int,
@@ -135,7 +124,7 @@ class ChunkWorker:
         if hook is not None:
             hook(tag)
         if self._sweep is None or self._sweep[0] != spec_ref[0].hex():
-            spec = _ray().get(spec_ref[0])
+            spec = require_ray().get(spec_ref[0])
             resolver = Resolver(spec)
             wcache = ShippedWorkloadCache(resolver)
             self._sweep = (spec_ref[0].hex(), spec, wcache, _PackCache(wcache))
