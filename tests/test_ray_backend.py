@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import polars as pl
@@ -136,6 +137,30 @@ def test_interrupted_run_resumes_on_ray_from_written_chunks(ray_cluster, quick_l
     summary = run_grid(spec, out=out, quiet=True, backend=backend())
     assert (summary.chunks_run, summary.chunks_skipped) == (2, 3)
     assert_same_rows(pl.read_parquet(out / "configs.parquet"), quick_local)
+
+
+def test_driver_killed_mid_run_resumes_from_its_chunks(ray_cluster, tmp_path):
+    spec = tmp_path / "slow.yaml"  # 24 chunks of one configuration of 1,000 requests
+    spec.write_text(QUICK.read_text().replace("num_requests: 200", "num_requests: 1000") + "chunk_size: 1\n")
+    out = tmp_path / "ray"
+    args = ["blis-sweep", "grid", str(spec), "--out", str(out), "--backend", "ray", "--address", ray_cluster, "-q"]
+    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not list((out / "chunks").glob("configs-*.parquet")) and driver.poll() is None:
+            time.sleep(0.01)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    written = len(list((out / "chunks").glob("configs-*.parquet")))
+    assert 1 <= written < 24 and not (out / "configs.parquet").exists()
+    proc = cli(*args[1:])
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    last = json.loads((out / "manifest.json").read_text())["invocations"][-1]
+    assert (last["chunks_skipped"], last["chunks_run"]) == (written, 24 - written)
+    run_grid(spec, out=tmp_path / "local", quiet=True)
+    assert_same_rows(pl.read_parquet(out / "configs.parquet"), pl.read_parquet(tmp_path / "local" / "configs.parquet"))
 
 
 def test_backend_ray_without_ray_says_how_to_install(tmp_path):
