@@ -7,6 +7,7 @@ Both raise BlisError for bad input; cli.main turns it into `error: ...` and exit
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,6 +16,18 @@ import typer
 
 from blis_sweep.errors import BlisError
 from blis_sweep.limits import DEFAULT_MAX_CONFIGS
+
+
+# --backend and its flags, shared by `grid` and `capacity` (blis_sweep.ray_backend)
+BackendOption = Annotated[str, typer.Option(
+    "--backend", help="Where configurations are simulated: local (this process) or ray (a Ray cluster; "
+                      "pip install 'blis-sweep[ray]').")]
+AddressOption = Annotated[Optional[str], typer.Option(
+    "--address", help="With --backend ray: the cluster to join (auto, or HOST:PORT of its head); "
+                      "default: start a local Ray instance.", show_default=False)]
+WorkersOption = Annotated[Optional[int], typer.Option(
+    "--workers", help="With --backend ray: worker processes, one CPU each (default: every CPU of the cluster).",
+    show_default=False)]
 
 
 def default_sweep() -> Path:
@@ -38,13 +51,17 @@ def grid_command(
     max_configs: Annotated[int, typer.Option(
         "--max-configs", help="Refuse grids with more configurations than this (a guard against typos in axes).")
                            ] = DEFAULT_MAX_CONFIGS,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Simulate every configuration of a sweep file; results stream to Parquet and resume if interrupted."""
     from blis_sweep.grid_run import GridInterrupted, run_grid
 
     try:
-        summary = run_grid(spec or default_sweep(), out=out, requests=requests, quiet=quiet, overwrite=overwrite,
-                           max_configs=max_configs)
+        with chunk_backend(backend, address, workers) as chosen:
+            summary = run_grid(spec or default_sweep(), out=out, requests=requests, quiet=quiet, overwrite=overwrite,
+                               max_configs=max_configs, backend=chosen)
     except GridInterrupted as exc:
         print(f"interrupted: {exc.chunks_written} of {exc.num_chunks} chunks written to {exc.out_dir}; "
               f"run the same command to resume", file=sys.stderr)
@@ -108,6 +125,26 @@ def check_curves_args(run_dir: Path, top: int, sustain: float, plot: Optional[Pa
         check_plot_path(plot)
 
 
+@contextlib.contextmanager
+def chunk_backend(name: str, address: str | None, workers: int | None):
+    """None for the local backend, or a RayBackend closed on exit; BlisError for bad flags."""
+    if name == "local":
+        for flag, value in (("--address", address), ("--workers", workers)):
+            if value is not None:
+                raise BlisError(f"{flag}: only with --backend ray")
+        yield None
+        return
+    if name != "ray":
+        raise BlisError(f"--backend: unknown backend {name!r} (allowed: local, ray)")
+    from blis_sweep.ray_backend import RayBackend
+
+    backend = RayBackend(address=address, workers=workers)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
 def capacity_command(
     spec: Annotated[Path, typer.Argument(
         help="Sweep file (YAML) without a rate axis: deployments, workload, seeds, slo:, search: "
@@ -119,11 +156,22 @@ def capacity_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, status lines or table.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard results of another search in --out.")
                          ] = False,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Highest stable offered rate within the SLO for every deployment (bracket + bisection, converged runs)."""
-    from blis_sweep.capacity import CapacitySlo, print_capacity, run_capacity
+    from blis_sweep.capacity import CapacitySlo, load_capacity_spec, print_capacity, run_capacity
 
-    run = run_capacity(spec, out=out, quiet=quiet, overwrite=overwrite)
+    with chunk_backend(backend, address, workers) as chosen:
+        evaluate = None
+        if chosen is not None:
+            from blis_sweep.ray_backend import RayEvaluator
+
+            loaded, _, slo = load_capacity_spec(spec)  # bad input is reported before Ray starts
+            chosen.start(False)
+            evaluate = RayEvaluator(loaded, slo, chosen)
+        run = run_capacity(spec, out=out, quiet=quiet, overwrite=overwrite, evaluate=evaluate)
     if not quiet:
         import json
 

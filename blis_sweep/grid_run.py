@@ -291,6 +291,32 @@ class _ChunkResult:
 
 def _run_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs: _PackCache, a: int, b: int,
                want_requests: bool, progress: _Progress, threads: int) -> _ChunkResult:
+    return simulate_points(chunk_entries(spec, a, b), resolver, wcache, packs, want_requests, progress, threads,
+                           spec.steady, spec.attainment, class_slo=spec.class_slo)
+
+
+def _local_chunks(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs: _PackCache, todo: list,
+                  want_requests: bool, progress: _Progress):
+    """(chunk index, result, seconds it took) for each (k, a, b) of `todo`, simulated in this process."""
+    import numba
+
+    threads = numba.get_num_threads()
+    for k, a, b in todo:
+        t0 = time.perf_counter()
+        res = _run_chunk(spec, resolver, wcache, packs, a, b, want_requests, progress, threads)
+        yield k, res, time.perf_counter() - t0
+
+
+def write_chunk(out_dir: Path, k: int, res: _ChunkResult, spec_hash: str) -> None:
+    """Chunk k's files, each atomic, configs last: a configs chunk on disk means the chunk is complete."""
+    meta = {META_HASH: spec_hash.encode(), META_CHUNK: str(k).encode()}
+    if res.requests is not None:
+        write_parquet_atomic(chunk_file(out_dir, "requests", k), res.requests, meta)
+    write_parquet_atomic(chunk_file(out_dir, "configs", k), res.configs, meta)
+
+
+def chunk_entries(spec: GridSpec, a: int, b: int) -> list:
+    """The PointEntry of each configuration id in [a, b)."""
     n_seeds = len(spec.seeds)
     entries = []
     last_p = -1
@@ -301,8 +327,7 @@ def _run_chunk(spec: GridSpec, resolver: Resolver, wcache: WorkloadCache, packs:
             values, lines = spec.point(p)
             last_p = p
         entries.append(PointEntry(values, lines, cid, p, rep, spec.seeds[rep]))
-    return simulate_points(entries, resolver, wcache, packs, want_requests, progress, threads, spec.steady,
-                           spec.attainment, class_slo=spec.class_slo)
+    return entries
 
 
 @dataclass
@@ -514,12 +539,14 @@ def check_grid_before_writing(spec: GridSpec, resolver: Resolver, requests: bool
 
 def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: bool = False, quiet: bool = False,
              overwrite: bool = False, progress: bool | None = None, log=None,
-             max_configs: int = DEFAULT_MAX_CONFIGS) -> GridRunSummary:
+             max_configs: int = DEFAULT_MAX_CONFIGS, backend=None) -> GridRunSummary:
     """Run a sweep file; returns a summary. Bad input raises BlisError before any simulation
     or write. Ctrl-C in the chunk loop raises GridInterrupted (finished chunks are kept).
 
     progress: show the progress bar (default: when stderr is a terminal and not quiet).
     log: callable for status lines (default: print to stderr unless quiet).
+    backend: None simulates in this process; a blis_sweep.ray_backend.RayBackend simulates the chunks on a
+    Ray cluster (the caller closes it). Either way chunks are written, merged and resumed here.
     """
     t_start = time.perf_counter()
     started_at = _utc_now()
@@ -533,6 +560,8 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     resolver = Resolver(spec)
     resolver.validate()
     check_grid_before_writing(spec, resolver, requests)
+    if backend is not None:
+        backend.connect()  # an unreachable cluster is reported before anything is written
     out_dir = Path(out) if out is not None else Path("results") / spec.name
     spec_hash = spec.spec_hash()
     previous = _prepare_out_dir(out_dir, spec_hash, requests, overwrite)
@@ -582,24 +611,18 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     packs = _PackCache(wcache)
     if todo:
         written = n_chunks - len(todo)
+        todo_bounds = [(k, *bounds[k]) for k in todo]
         bar = None
         try:
-            compile_s = _warm_up(requests)
-            import numba
-
-            threads = numba.get_num_threads()
+            compile_s = _warm_up(requests) if backend is None else backend.start(requests)
             bar = _Progress(progress, n, done_configs, spec.name)
-            for k in todo:
-                a, b = bounds[k]
-                t0 = time.perf_counter()
-                res = _run_chunk(spec, resolver, wcache, packs, a, b, requests, bar, threads)
+            chunks = (_local_chunks(spec, resolver, wcache, packs, todo_bounds, requests, bar) if backend is None
+                      else backend.grid_chunks(spec, todo_bounds, requests, bar))
+            for k, res, chunk_s in chunks:
                 t1 = time.perf_counter()
-                meta = {META_HASH: spec_hash.encode(), META_CHUNK: str(k).encode()}
-                if res.requests is not None:
-                    write_parquet_atomic(chunk_file(out_dir, "requests", k), res.requests, meta)
-                write_parquet_atomic(chunk_file(out_dir, "configs", k), res.configs, meta)
+                write_chunk(out_dir, k, res, spec_hash)
                 write_s += time.perf_counter() - t1
-                build_s += (t1 - t0) - res.simulate_s
+                build_s += chunk_s - res.simulate_s
                 simulate_s += res.simulate_s
                 infeasible += res.infeasible
                 simulated += res.simulated
@@ -630,7 +653,8 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     timings = {"wall_s": round(wall, 3), "compile_s": round(compile_s, 3), "simulate_s": round(simulate_s, 3),
                "build_s": round(build_s, 3), "write_s": round(write_s, 3), "merge_s": round(merge_s, 3)}
     manifest["invocations"] = manifest["invocations"] + [{
-        "started_at": started_at, "chunks_run": len(todo), "chunks_skipped": n_chunks - len(todo),
+        "started_at": started_at, "backend": backend.describe() if backend is not None else {"name": "local"},
+        "chunks_run": len(todo), "chunks_skipped": n_chunks - len(todo),
         "simulated_configs": simulated, "simulated_requests": sim_requests, **timings}]
     manifest.update(status="complete", finished_at=_utc_now(), infeasible_configs=infeasible,
                     workloads_generated=wcache.generated, workload_packs=packs.packs, **timings)
