@@ -80,10 +80,11 @@ def build_workload_from_packed(arrival_ticks, in_len, out_len, tokens, rate_per_
     np.cumsum(in_len + out_len, out=token_offsets[1:])
     seq_offset = token_offsets + np.arange(n + 1, dtype=np.int64)
     prefix = prefix_hashes_nb(np.ascontiguousarray(tokens, dtype=np.int64), seq_offset, token_offsets)
-    return build_workload_from_hashes(arrival_ticks, in_len, out_len, prefix, rate_per_s)
+    return build_workload_from_hashes(arrival_ticks, in_len, out_len, prefix, rate_per_s, labels)
 
 
-def build_workload_from_hashes(arrival_ticks, in_len, out_len, prefix_hash, rate_per_s: float = 0.0) -> Workload:
+def build_workload_from_hashes(arrival_ticks, in_len, out_len, prefix_hash, rate_per_s: float = 0.0,
+                               labels: RequestLabels | None = None) -> Workload:
     """A Workload from prefix hashes already computed request by request (kernels.hashing layout)."""
     n = in_len.shape[0]
     seq_offset = np.zeros(n + 1, dtype=np.int64)
