@@ -499,7 +499,6 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     wcache = WorkloadCache(resolver)
     packs = _PackCache(wcache)
     if todo:
-        written = n_chunks - len(todo)
         bar = None
         try:
             compile_s = _warm_up(requests)
@@ -522,10 +521,12 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
                 infeasible += res.infeasible
                 simulated += res.simulated
                 sim_requests += res.requests_simulated
-                written += 1
         except KeyboardInterrupt:
             if bar is not None:
                 bar.close()
+            # count what is on disk: the signal may land between a chunk's rename and the counter
+            written = sum(1 for k, (a, b) in enumerate(bounds)
+                          if _chunk_done(out_dir, k, b - a, spec_hash, requests))
             manifest.update(status="interrupted", interrupted_at=_utc_now(), chunks_written=written)
             with contextlib.suppress(Exception):
                 atomic_write_json(out_dir / MANIFEST_FILE, manifest)
