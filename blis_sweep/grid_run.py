@@ -401,8 +401,8 @@ def check_grid_size(spec: GridSpec, max_configs: int) -> None:
     if isinstance(max_configs, bool) or not isinstance(max_configs, int) or max_configs < 1:
         raise BlisError(f"--max-configs must be an integer >= 1, got {max_configs!r}")
     if spec.num_configs > max_configs:
-        raise BlisError(f"{spec.source}: the grid has {spec.num_configs:,} configurations ({spec.num_points:,} points x "
-                        f"{len(spec.seeds)} seeds), more than --max-configs {max_configs:,}; shrink the axes, or "
+        raise BlisError(f"{spec.source}: the grid has {spec.num_configs:,} configurations "
+                        f"({spec.num_points:,} points x {len(spec.seeds)} seeds), more than --max-configs {max_configs:,}; shrink the axes, or "
                         f"raise --max-configs if you mean it")
 
 
