@@ -506,8 +506,8 @@ def check_grid_size(spec: GridSpec, max_configs: int) -> None:
     if isinstance(max_configs, bool) or not isinstance(max_configs, int) or max_configs < 1:
         raise BlisError(f"--max-configs must be an integer >= 1, got {max_configs!r}")
     if spec.num_configs > max_configs:
-        raise BlisError(f"{spec.source}: the grid has {spec.num_configs:,} configurations ({spec.num_points:,} points x "
-                        f"{len(spec.seeds)} seeds), more than --max-configs {max_configs:,}; shrink the axes, or "
+        raise BlisError(f"{spec.source}: the grid has {spec.num_configs:,} configurations "
+                        f"({spec.num_points:,} points x {len(spec.seeds)} seeds), more than --max-configs {max_configs:,}; shrink the axes, or "
                         f"raise --max-configs if you mean it")
 
 
@@ -610,7 +610,6 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
     wcache = WorkloadCache(resolver)
     packs = _PackCache(wcache)
     if todo:
-        written = n_chunks - len(todo)
         todo_bounds = [(k, *bounds[k]) for k in todo]
         bar = None
         try:
@@ -627,10 +626,12 @@ def run_grid(spec_path: str | Path, out: str | Path | None = None, requests: boo
                 infeasible += res.infeasible
                 simulated += res.simulated
                 sim_requests += res.requests_simulated
-                written += 1
         except KeyboardInterrupt:
             if bar is not None:
                 bar.close()
+            # count what is on disk: the signal may land between a chunk's rename and the counter
+            written = sum(1 for k, (a, b) in enumerate(bounds)
+                          if _chunk_done(out_dir, k, b - a, spec_hash, requests))
             manifest.update(status="interrupted", interrupted_at=_utc_now(), chunks_written=written)
             with contextlib.suppress(Exception):
                 atomic_write_json(out_dir / MANIFEST_FILE, manifest)

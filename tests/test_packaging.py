@@ -43,7 +43,8 @@ def test_installed_wheel_finds_its_data_outside_the_checkout(wheel, tmp_path):
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = ("import blis_sweep.paths as p, blis_sweep.go_random as g; "
-            "print(p.bundled_defaults_yaml()); print(p.bundled_hardware_config()); print(p.bundled_sweep('quick.yaml'));"
+            "print(p.bundled_defaults_yaml()); print(p.bundled_hardware_config()); "
+            "print(p.bundled_sweep('quick.yaml')); "
             "print(p.model_config_dir_for('meta-llama/llama-3.1-8b-instruct')); print(len(g.go_tables()[0]))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -234,7 +234,8 @@ def test_roofline_without_gpu_runs_with_zero_coefficients_like_the_reference():
 def test_coefficient_lists_need_three_values_and_kv_blocks_positive():
     assert error_of(["--model", LLAMA, *TRACES, "--alpha-coeffs", "1,2"]).startswith("--alpha-coeffs needs at least 3")
     assert error_of(llama("--total-kv-blocks", "0")).startswith("--total-kv-blocks must be an integer in [1, ")
-    assert error_of(llama("--block-size-in-tokens", "0")).startswith("--block-size-in-tokens must be an integer in [1, ")
+    assert error_of(llama("--block-size-in-tokens", "0")).startswith(
+        "--block-size-in-tokens must be an integer in [1, ")
 
 
 # ------------------------------------------------------------------ workloads
