@@ -1,21 +1,32 @@
 """`blis-sweep capacity SPEC.yaml`: the highest stable offered rate within the SLO, per deployment.
 
 Every point of the sweep file (its grid without a `rate` axis) is a *deployment*. For
-each, the search brackets the boundary by doubling the rate from `start_rate`, then
+each, the search brackets the boundary by doubling the rate from `start_rate` (or, with
+`start_rate: auto`, the default, from 90% of the throughput measured in a first round with
+all requests arriving at once, in steps of 1 + 4 x tolerance that widen), then
 bisects (geometric midpoints) until max_rate_high / max_rate_low - 1 <= tolerance. A rate
 *passes* when, pooled over the seeds, the run's steady window (blis_sweep.steady_state) is
 `stable` (mean backlog growth <= max_backlog_growth) and meets every SLO bound (percentile
 bounds on the steady-window latencies, and/or per-request attainment >= min_fraction).
 
-Convergence: when the bisection has closed, both ends are simulated again with runs twice
-as long. If neither verdict changes, doubling the run moves the boundary by less than the
-tolerance and the answer stands; otherwise the longer length becomes the deployment's run
-length and the search re-brackets around the end that moved (in steps of 1 + 4 x tolerance,
-widening), so runs are longest where the answer is decided. `max_requests` caps the run
-length (`converged` is false when it stopped the search).
+Convergence: when the bisection has closed on [lo, hi], the rates lo / (1 + tolerance), lo
+and hi x (1 + tolerance) are simulated with runs twice as long. If the first still passes,
+the last still fails, no SLO metric at lo moved by more than MAX_SLO_DRIFT_TOLERANCES x
+tolerance of its bound (tail percentiles near a queueing boundary creep up with the run
+length long after the verdicts look settled), and the longer runs hold at least
+MIN_TAIL_SAMPLES requests beyond every bounded percentile, doubling the run moves the boundary by less
+than the tolerance: the answer is lo, and [max_rate_low, max_rate_high] = [lo / (1 + tol),
+hi x (1 + tol)] contains the boundary at both run lengths. Otherwise the longer length
+becomes the deployment's run length and the search continues from what the longer runs
+say (bisecting, or re-bracketing in widening steps of 1 + 4 x tolerance), so runs are
+longest where the answer is decided.
+`max_requests` caps the run length (`converged` is false when it stopped the search).
 
-Finally each deployment is driven into sustained overload (overload_factor x max_rate_high)
-and `capacity_rps` is its achieved throughput there.
+Meanwhile (from the first failing rate on) each deployment is driven into sustained
+overload (overload_factor x the lowest failing rate, again x overload_factor while that is
+still stable) with runs of the search's current length; `capacity_rps` is its saturated
+throughput there (completions per second over the middle half of the completions, all of
+which happen while the backlog keeps the server full).
 
 Every round, the next probe of every deployment still searching is simulated in one batch
 through `evaluate` (default: the grid's own chunk code, one kernel call per round), so a
@@ -53,12 +64,12 @@ class SearchSettings:
     """The sweep file's `search:` block, plus the run settings the search needs."""
 
     tolerance: float = 0.02  # relative width of the final interval
-    start_rate: float = 1.0  # first probe (requests/s); doubling from here
+    start_rate: float | None = None  # first probe (requests/s), doubled/halved from there; None: auto
     min_rate: float = 0.01
     max_rate: float = 100_000.0
     max_requests: int = 64_000  # longest run the convergence check may ask for
     convergence_check: bool = True
-    overload_factor: float = 2.0  # capacity probe at this multiple of max_rate_high
+    overload_factor: float = 2.0  # capacity probe at this multiple of the lowest failing rate
     seeds: tuple[int, ...] = (42,)
     steady: SteadySettings = field(default_factory=SteadySettings)
 
@@ -131,6 +142,42 @@ def derived_attainment(bounds: dict) -> Attainment | None:
     return Attainment(**per_request, min_fraction=min(fractions))
 
 
+AUTO_START_SHARE = 0.9  # auto start: this share of the saturated throughput
+MAX_SLO_DRIFT_TOLERANCES = 2.0  # a converged SLO metric moves by at most this many tolerances of its bound
+
+
+MIN_TAIL_SAMPLES = 50  # requests beyond a percentile bound (pooled over seeds) before it can be trusted
+
+
+def tail_samples(judged: Judged, slo: CapacitySlo) -> float:
+    """Fewest requests beyond any bounded percentile in these runs (inf without percentile bounds)."""
+    fewest = math.inf
+    window = sum(int(r.get("steady_requests") or 0) for r in judged.rows)
+    for key in slo.bounds:
+        parts = key.split("_")
+        if len(parts) == 3 and parts[1][:1] == "p" and parts[1][1:].isdigit():
+            fewest = min(fewest, window * (1 - int(parts[1][1:]) / 100.0))
+    if slo.attainment is not None:
+        fewest = min(fewest, window * (1 - slo.attainment.min_fraction))
+    return fewest
+
+
+def slo_drift(short: Judged, long: Judged, slo: CapacitySlo) -> float:
+    """How far the SLO metrics at one rate moved when the run doubled, as a share of their bounds."""
+    drift = 0.0
+    for key, bound in slo.bounds.items():
+        col = slo_column(key, short.rows[0])
+        a, b = short.mean.get(col), long.mean.get(col)
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            continue
+        drift = max(drift, abs(b - a) / bound if bound > 0 else 0.0)
+    if slo.attainment is not None:
+        a, b = short.mean.get("slo_attainment"), long.mean.get("slo_attainment")
+        if a is not None and b is not None:
+            drift = max(drift, abs(b - a) / max(1 - slo.attainment.min_fraction, 1e-9) / 4)
+    return drift
+
+
 @dataclass
 class Judged:
     """A rate's probes pooled over seeds."""
@@ -191,104 +238,150 @@ class _Search:
     point: SearchPoint
     length: int
     settings: SearchSettings
+    slo: CapacitySlo = field(default_factory=lambda: CapacitySlo())
     lo: Judged | None = None
     hi: Judged | None = None
-    phase: str = "bracket"  # bracket, bisect, confirm, capacity, done
+    phase: str = "bracket"  # estimate, bracket, bisect, confirm, done
+    start: float | None = None  # first rate of the bracket
     step: float = 2.0
     widening: bool = False
     converged: bool = False
+    confirm_lo: float | None = None  # rates of the pending convergence check
+    confirm_hi: float | None = None
+    check: tuple | None = None  # (lower, upper) probes of the convergence check that passed
     capacity: Judged | None = None
     capacity_rate: float | None = None
+    capacity_state: str = "waiting"  # waiting, probing, done
     capacity_tries: int = 0
     note: str | None = None
     requests: int = 0
     probes: int = 0
     rounds: int = 0
 
+    @property
+    def done(self) -> bool:
+        return self.phase == "done" and self.capacity_state == "done"
+
     def next_rates(self) -> list[tuple[float, int]]:
+        """(rate, run length) of this round's probes: the search's, then the capacity probe's."""
         s = self.settings
-        if self.phase in ("bracket", "bisect"):
+        out = []
+        if self.phase == "estimate":
+            # all requests at once: the deployment's saturated throughput, a cheap first guess
+            out.append((s.max_rate, self.length))
+        elif self.phase in ("bracket", "bisect"):
             if self.lo is None and self.hi is None:
-                return [(s.start_rate, self.length)]
-            if self.hi is None:
-                return [(min(self.lo.rate * self.step, s.max_rate), self.length)]
-            if self.lo is None:
-                return [(max(self.hi.rate / self.step, s.min_rate), self.length)]
-            return [(math.sqrt(self.lo.rate * self.hi.rate), self.length)]
-        if self.phase == "confirm":
-            return [(self.lo.rate, 2 * self.length), (self.hi.rate, 2 * self.length)]
-        if self.phase == "capacity":
-            return [(self.capacity_rate, self.length)]
-        return []
+                out.append((self.start, self.length))
+            elif self.hi is None:
+                out.append((min(self.lo.rate * self.step, s.max_rate), self.length))
+            elif self.lo is None:
+                out.append((max(self.hi.rate / self.step, s.min_rate), self.length))
+            else:
+                out.append((math.sqrt(self.lo.rate * self.hi.rate), self.length))
+        elif self.phase == "confirm":
+            out += [(self.confirm_lo, 2 * self.length), (self.lo.rate, 2 * self.length),
+                    (self.confirm_hi, 2 * self.length)]
+        if self.capacity_state == "waiting" and (self.hi is not None or self.phase == "done"):
+            ref = self.hi.rate if self.hi is not None else self.lo.rate
+            self.capacity_rate, self.capacity_state = ref * s.overload_factor, "probing"
+        if self.capacity_state == "probing":
+            out.append((self.capacity_rate, self.length))
+        return out
 
     def update(self, judged: list[Judged]) -> None:
-        s = self.settings
         self.rounds += 1
         for j in judged:
             self.requests += j.requests
             self.probes += len(j.rows)
         if judged[0].fail_reason == "infeasible":
-            self.hi, self.note, self.phase = judged[0], "infeasible", "done"
+            self.hi, self.note, self.phase, self.capacity_state = judged[0], "infeasible", "done", "done"
             return
-        if self.phase in ("bracket", "bisect"):
-            j = judged[0]
-            if j.passed:
-                self.lo = j
-            else:
-                self.hi = j
-            if self.lo is not None and self.hi is None and self.lo.rate >= s.max_rate:
-                self.note = "search_limit"
-                return self._start_capacity()
-            if self.hi is not None and self.lo is None and self.hi.rate <= s.min_rate:
-                self.note = "below_min_rate"
-                return self._start_capacity()
-            if self.lo is None or self.hi is None:
-                if self.widening and ((self.lo is None) == (j is self.hi)):
-                    self.step = self.step * self.step
-                return
-            if self.hi.rate / self.lo.rate - 1 > s.tolerance:
-                self.phase = "bisect"
-                return
-            return self._closed()
-        if self.phase == "confirm":
-            lo2, hi2 = judged
-            self.length *= 2
-            if lo2.passed and not hi2.passed:
-                self.lo, self.hi, self.converged = lo2, hi2, True
-                return self._start_capacity()
-            # the longer run moved the boundary: search again around the end that changed
-            if not lo2.passed:
-                self.hi, self.lo = lo2, None
-            else:
-                self.lo, self.hi = hi2, None
+        if self.capacity_state == "probing":
+            self._capacity(judged[-1])
+            judged = judged[:-1]
+        if self.phase == "estimate":
+            s = self.settings
+            mu = judged[0].mean.get("saturated_rps")
+            guess = mu * AUTO_START_SHARE if mu is not None and math.isfinite(mu) and mu > 0 else 1.0
+            self.start = min(max(guess, s.min_rate), s.max_rate)
             self.phase, self.step, self.widening = "bracket", 1 + 4 * s.tolerance, True
-            return
-        if self.phase == "capacity":
-            j = judged[0]
-            if not j.stable:
-                self.capacity = j
-                self.phase = "done"
-                return
-            self.capacity_tries += 1
-            if self.capacity_tries >= CAPACITY_TRIES:
-                self.phase = "done"
-                return
-            self.capacity_rate *= s.overload_factor
-            return
+        elif self.phase in ("bracket", "bisect"):
+            self._search(judged[0])
+        elif self.phase == "confirm":
+            self._confirm(*judged)
+        if self.phase == "done" and self.capacity_state == "waiting" and self.hi is None and self.lo is None:
+            self.capacity_state = "done"
 
-    def _closed(self) -> None:
-        if self.settings.convergence_check and 2 * self.length <= self.settings.max_requests:
-            self.phase = "confirm"
+    def _search(self, j: Judged) -> None:
+        s = self.settings
+        if j.passed:
+            self.lo = j
         else:
-            self.converged = not self.settings.convergence_check
-            if self.settings.convergence_check:
-                self.note = "max_requests"
-            self._start_capacity()
+            self.hi = j
+        if self.lo is not None and self.hi is None and self.lo.rate >= s.max_rate:
+            self.note, self.phase = "search_limit", "done"
+            return
+        if self.hi is not None and self.lo is None and self.hi.rate <= s.min_rate:
+            self.note, self.phase = "below_min_rate", "done"
+            return
+        if self.lo is None or self.hi is None:
+            if self.widening and ((self.lo is None) == (j is self.hi)):
+                self.step = self.step * self.step
+            return
+        if self.hi.rate / self.lo.rate - 1 > s.tolerance:
+            self.phase = "bisect"
+            return
+        self._search_closed()
 
-    def _start_capacity(self) -> None:
-        ref = self.hi.rate if self.hi is not None else self.lo.rate
-        self.capacity_rate = ref * self.settings.overload_factor
-        self.phase = "capacity"
+    def _search_closed(self) -> None:
+        s = self.settings
+        if not s.convergence_check:
+            self.converged, self.phase = True, "done"
+        elif 2 * self.length > s.max_requests:
+            self.note, self.phase = "max_requests", "done"
+        else:
+            # doubling the run must not move the boundary by more than the tolerance
+            self.confirm_lo = self.lo.rate / (1 + s.tolerance)
+            self.confirm_hi = self.hi.rate * (1 + s.tolerance)
+            self.phase = "confirm"
+
+    def _confirm(self, below: Judged, at: Judged, above: Judged) -> None:
+        s = self.settings
+        previous = self.lo
+        self.length *= 2
+        drift = slo_drift(previous, at, self.slo)
+        if (below.passed and not above.passed and drift <= MAX_SLO_DRIFT_TOLERANCES * s.tolerance
+                and tail_samples(at, self.slo) >= MIN_TAIL_SAMPLES):
+            self.converged, self.phase = True, "done"
+            self.check = (below, above)
+            return
+        if 2 * self.length > s.max_requests:
+            self.note, self.phase = "max_requests", "done"
+            self.lo = next((j for j in (at, below) if j.passed), previous)
+            self.hi = next((j for j in (at, above) if not j.passed), self.hi)
+            return
+        # not converged: continue at the doubled length from what these runs say
+        passed = [j for j in (below, at, above) if j.passed]
+        failed = [j for j in (below, at, above) if not j.passed]
+        self.lo = max(passed, key=lambda j: j.rate) if passed else None
+        self.hi = min((j for j in failed if self.lo is None or j.rate > self.lo.rate), key=lambda j: j.rate,
+                      default=None)
+        if self.lo is not None and self.hi is not None:
+            self.phase = "bisect" if self.hi.rate / self.lo.rate - 1 > s.tolerance else "bracket"
+            if self.phase == "bracket":
+                self._search_closed()
+            return
+        self.phase, self.step, self.widening = "bracket", 1 + 4 * s.tolerance, True
+
+    def _capacity(self, j: Judged) -> None:
+        if not j.stable:
+            self.capacity, self.capacity_state = j, "done"
+            return
+        self.capacity_tries += 1
+        if self.capacity_tries >= CAPACITY_TRIES or self.capacity_rate >= self.settings.max_rate:
+            self.capacity_state = "done"
+        else:
+            self.capacity_rate *= self.settings.overload_factor
 
 
 # ---------------------------------------------------------------- the search
@@ -316,10 +409,12 @@ def search_capacity(deployments: list[SearchPoint], slo: CapacitySlo, search: Se
         if not deployments or deployments[0].spec is None:
             raise ValueError("search_capacity needs evaluate= when deployments carry no spec")
         evaluate = LocalEvaluator(deployments[0].spec, slo)
-    searches = [_Search(i, d, int(d.values["num_requests"]), search) for i, d in enumerate(deployments)]
+    searches = [_Search(i, d, int(d.values["num_requests"]), search, slo,
+                        phase="estimate" if search.start_rate is None else "bracket", start=search.start_rate)
+                for i, d in enumerate(deployments)]
     round_no = 0
     while True:
-        active = [s for s in searches if s.phase != "done"]
+        active = [s for s in searches if not s.done]
         if not active:
             break
         planned = [(s, s.next_rates()) for s in active]
@@ -339,7 +434,7 @@ def search_capacity(deployments: list[SearchPoint], slo: CapacitySlo, search: Se
             s.update(judged)
         round_no += 1
         if progress is not None:
-            progress(round_no, sum(s.phase == "done" for s in searches), len(searches),
+            progress(round_no, sum(s.done for s in searches), len(searches),
                      sum(s.requests for s in searches))
     return _result_table(searches, slo)
 
@@ -363,11 +458,11 @@ def _result_table(searches: list[_Search], slo: CapacitySlo) -> pl.DataFrame:
         lo = s.lo
         limited = s.note if s.note in ("infeasible", "search_limit") else (s.hi.fail_reason if s.hi else None)
         cap_rows = s.capacity.rows if s.capacity is not None else []
-        cap_values = [r["achieved_rps"] for r in cap_rows if r.get("achieved_rps") is not None]
+        cap_values = [r["saturated_rps"] for r in cap_rows if r.get("saturated_rps") is not None]
         row.update(
             max_rate_rps=lo.rate if lo else None,
-            max_rate_low=lo.rate if lo else None,
-            max_rate_high=s.hi.rate if s.hi else None,
+            max_rate_low=(s.check[0].rate if s.check else lo.rate) if lo else None,
+            max_rate_high=(s.check[1].rate if s.check else s.hi.rate) if s.hi else None,
             capacity_rps=_mean(cap_values) if cap_values else None,
             capacity_rps_min=min(cap_values) if cap_values else None,
             capacity_rps_max=max(cap_values) if cap_values else None,
@@ -477,10 +572,12 @@ def capacity_settings(spec: GridSpec) -> tuple[SearchSettings, CapacitySlo]:
     if max_rate <= min_rate * (1 + tol):
         fail("max_rate", f"empty search range: max_rate ({max_rate:g}) must exceed min_rate ({min_rate:g}) by more "
                          f"than the tolerance")
-    default_start = spec.base.get("rate") or max(min_rate, min(1.0, max_rate))
-    start = _num(raw, "start_rate", default_start, 0.0, fail)
-    if not (min_rate <= start <= max_rate):
-        fail("start_rate", f"must lie in [min_rate, max_rate] = [{min_rate:g}, {max_rate:g}], got {start:g}")
+    start = None
+    if raw.get("start_rate", "auto") != "auto":
+        start = _num(raw, "start_rate", None, 0.0, fail)
+        if not (min_rate <= start <= max_rate):
+            fail("start_rate", f"must be auto or lie in [min_rate, max_rate] = [{min_rate:g}, {max_rate:g}], "
+                               f"got {start:g}")
     max_requests = _num(raw, "max_requests", 64_000, 0, fail, integer=True)
     check = raw.get("convergence_check", True)
     if not isinstance(check, bool):
@@ -603,7 +700,7 @@ def load_capacity_spec(spec_path: str | Path) -> tuple[GridSpec, SearchSettings,
     spec = load_grid_spec(spec_path)
     settings, slo = capacity_settings(spec)
     if spec.base.get("rate") is None:  # the search sets it; validation only needs a value
-        spec.base["rate"] = settings.start_rate
+        spec.base["rate"] = settings.start_rate or settings.max_rate
     Resolver(spec).validate()
     return spec, settings, slo
 
@@ -642,7 +739,9 @@ def run_capacity(spec_path: str | Path, out: str | Path | None = None, quiet: bo
                       + yaml.safe_dump(spec.normalized(), sort_keys=False, default_flow_style=None))
     atomic_write_json(out_dir / MANIFEST_FILE, manifest)
     log(f"{spec.name}: {len(deployments)} deployments x {len(spec.seeds)} seeds, tolerance "
-        f"{settings.tolerance:.0%}, starting at {settings.start_rate:g} req/s with runs of "
+        f"{settings.tolerance:.0%}, starting at "
+        + (f"{settings.start_rate:g} req/s" if settings.start_rate else "90% of the saturated throughput")
+        + " with runs of "
         f"{spec.base['num_requests']} requests -> {out_dir}")
 
     compile_s = _warm_up(False)

@@ -4,19 +4,22 @@ Rows of configs.parquet are grouped by every parameter except the rate and the s
 (a *group* is one deployment + workload; its rows form a curve along the rate axis).
 For each (group, rate), over the replicates (seeds):
 
-* offered_rps     arrival rate measured over the middle 90% of arrivals (= the rate for
-                  constant arrivals, up to µs rounding of the interval)
-* achieved_rps    completions per second over the middle 90% of completion times, with
-                  mean / min / max / std across replicates. Unlike responses_per_sec (the
-                  reference's completed / total simulated time, also reported) it does not
-                  count the final drain, so it equals the offered rate while the deployment
-                  keeps up and its capacity once saturated
+* offered_rps     arrivals per second over each run's steady window (blis_sweep.steady_state:
+                  warm-up and cool-down cut)
+* achieved_rps    completions per second over the steady window, with mean / min / max /
+                  std across replicates. Unlike responses_per_sec (the reference's completed
+                  / total simulated time, also reported) it counts neither the ramp-up nor
+                  the final drain, so it equals the offered rate while the deployment keeps
+                  up and its capacity once saturated
 * achieved_ratio  achieved_rps / offered_rps (mean over replicates)
-* latency percentiles (mean over replicates)
+* latency percentiles over the steady window (mean over replicates); an SLO bound on a
+                  metric with a steady-window version (ttft_p99_ms, ...) is judged on it
 * slo_met         fraction of replicates whose run meets every SLO bound (metric <= bound)
-* goodput_rps     achieved_rps of runs that meet every SLO bound, 0 for runs that do not,
-                  averaged over replicates: throughput that is useful under the SLO
-* sustained       every replicate has achieved_ratio >= 0.95 and meets the SLO
+* goodput_rps     with an attainment SLO, good requests (meeting every per-request bound)
+                  per second of the steady window; otherwise achieved_rps of runs that meet
+                  every SLO bound, 0 for runs that do not; averaged over replicates
+* sustained       every replicate's verdict is `stable` (no backlog drift; runs without a
+                  verdict: achieved_ratio >= --sustain) and meets the SLO
 
 Per group, the saturation rate is the highest tested rate r such that every tested rate
 <= r is sustained (None when the lowest rate already fails); the true saturation point
@@ -62,6 +65,12 @@ def load_run_slo(run_dir: Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in slo.items()}
 
 
+def steady_view(configs: pl.DataFrame, metrics: list[str]) -> pl.DataFrame:
+    """configs with each latency metric replaced by its steady-window version (runs of grid that have one)."""
+    swap = [pl.col(f"steady_{m}").alias(m) for m in dict.fromkeys(metrics) if f"steady_{m}" in configs.columns]
+    return configs.with_columns(swap) if swap else configs
+
+
 def compute_curves(run_dir: str | Path | None = None, slo: dict[str, float] | None = None,
                    sustain: float = DEFAULT_SUSTAIN, configs: pl.DataFrame | None = None) -> Curves:
     """Curves of a run directory (or of a configs table given directly).
@@ -83,6 +92,7 @@ def compute_curves(run_dir: str | Path | None = None, slo: dict[str, float] | No
         if key not in configs.columns:
             raise BlisError(f"SLO metric {key!r} is not a column of the results")
 
+    configs = steady_view(configs, list(LATENCY_COLUMNS) + list(slo))
     n_infeasible = int(configs["infeasible"].sum()) if "infeasible" in configs.columns else 0
     df = configs.filter(~pl.col("infeasible")) if "infeasible" in configs.columns else configs
     group_cols = [c for c in PARAM_COLUMNS if c in df.columns and c not in NOT_GROUP_KEYS]
@@ -92,10 +102,13 @@ def compute_curves(run_dir: str | Path | None = None, slo: dict[str, float] | No
         slo_ok = slo_ok & (pl.col(key) <= bound).fill_null(False)
     df = df.with_columns(
         _slo_ok=slo_ok,
-        _ratio_ok=(pl.col("achieved_ratio") >= sustain).fill_null(False),
+        _ratio_ok=((pl.col("verdict") == "stable") if "verdict" in df.columns
+                   else (pl.col("achieved_ratio") >= sustain)).fill_null(False),
         group_id=pl.struct(group_cols).rank("dense").cast(pl.Int64) - 1 if df.height else pl.lit(0, pl.Int64),
     ).with_columns(
-        _goodput=pl.when(pl.col("_slo_ok")).then(pl.col("achieved_rps").fill_null(0.0)).otherwise(0.0),
+        _goodput=(pl.col("goodput_rps").fill_null(0.0) if "goodput_rps" in df.columns
+                  and df["goodput_rps"].null_count() < df.height
+                  else pl.when(pl.col("_slo_ok")).then(pl.col("achieved_rps").fill_null(0.0)).otherwise(0.0)),
         _sustained=pl.col("_slo_ok") & pl.col("_ratio_ok"),
     )
     slo_fail = [pl.when(~(pl.col(k) <= b).fill_null(False)).then(pl.lit(k)) for k, b in slo.items()]
@@ -179,8 +192,8 @@ def render_table(curves: Curves, top: int = 20, title: str | None = None):
     from rich.table import Table
 
     slo_text = ", ".join(f"{k} <= {v:g}" for k, v in curves.slo.items()) or "none"
-    table = Table(title=title, caption=f"rates in requests/s, latencies in ms (at the saturation rate); sustained = "
-                          f"achieved >= {curves.sustain:.0%} of offered and SLO ({slo_text}) at every rate up to it",
+    table = Table(title=title, caption=f"rates in requests/s, latencies in ms over the steady window (at the saturation rate); "
+                          f"sustained = verdict stable (no backlog drift) and SLO ({slo_text}) at every rate up to it",
                   header_style="bold", caption_justify="left")
     shown = curves.varying_columns or ["model", "hardware", "tp"]
     table.add_column("#", justify="right", no_wrap=True)

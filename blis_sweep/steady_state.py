@@ -22,6 +22,8 @@ answer is about. So every run gets:
   request); otherwise `stable`. The numbers that decided it are columns:
   backlog at the window's start and end (fitted), slope, growth, and the Little's-law
   ratio mean backlog / (achieved rate x mean E2E), near 1 in a steady state.
+* `saturated_rps`: completions per second over the middle half of all completions; under
+  sustained overload the server is full throughout them, so it is the capacity.
 * with an attainment SLO: `slo_attainment` (share of window requests that meet every
   per-request bound) and `goodput_rps` (those requests per second of the window).
 """
@@ -48,7 +50,7 @@ ATTAINMENT_BOUNDS = ("ttft_ms", "tpot_ms", "e2e_ms")
 # throughput over the steady window (the names grid rows have always used)
 WINDOW_COLUMNS = ("offered_rps", "achieved_rps", "achieved_ratio")
 STEADY_FLOAT_COLUMNS = (
-    ("steady_start_s", "steady_end_s", "steady_output_tokens_per_s")
+    ("steady_start_s", "steady_end_s", "steady_output_tokens_per_s", "saturated_rps")
     + tuple(f"steady_{m}_{s}_ms" for m in LATENCIES for s in ("mean", *(f"p{q}" for q in PERCENTILES)))
     + ("backlog_start", "backlog_end", "backlog_slope_rps", "backlog_growth", "little_ratio",
        "slo_attainment", "goodput_rps")
@@ -103,9 +105,13 @@ def mser_cut(series: np.ndarray, batch: int = MSER_BATCH, max_fraction: float = 
 def _percentiles(values: np.ndarray) -> list[float]:
     if values.size == 0:
         return [math.nan] * (1 + len(PERCENTILES))
-    with np.errstate(invalid="ignore"):
-        mean = float(values.mean())
-        return [mean, *(float(v) for v in np.percentile(values, PERCENTILES))]
+    finite = np.isfinite(values)
+    if finite.all():
+        return [float(values.mean()), *(float(v) for v in np.percentile(values, PERCENTILES))]
+    # unfinished requests: any percentile that reaches into them is infinite
+    top = float(values[finite].max()) if finite.any() else 0.0
+    qs = np.percentile(np.where(finite, values, 1e300), PERCENTILES)
+    return [math.inf, *(math.inf if q > top else float(q) for q in qs)]
 
 
 def overloaded(growth: float, rise: float, residual_std: float, settings: SteadySettings) -> bool:
@@ -151,6 +157,14 @@ def steady_metrics(arrival_us: np.ndarray, completed: np.ndarray, has_ttft: np.n
     if hi - lo < MIN_WINDOW_REQUESTS:
         out.update(warmup_requests=warm, cooldown_requests=cool, steady_requests=max(hi - lo, 0))
         return out
+    # service rate while saturated: completions per second over the middle half of all completions.
+    # In an overloaded run the backlog keeps the server full through them (it drains only after the
+    # last arrival), so this is the deployment's capacity; in a stable run it is about the offered rate.
+    done_sorted = completion_sorted[np.isfinite(completion_sorted)]
+    if done_sorted.shape[0] >= MIN_WINDOW_REQUESTS:
+        k1, k2 = done_sorted.shape[0] // 4, (3 * done_sorted.shape[0]) // 4
+        span = (done_sorted[k2] - done_sorted[k1]) / 1e6
+        out["saturated_rps"] = (k2 - k1) / span if span > 0 else math.nan
     t0, t1 = arrival[lo], arrival[hi - 1]
     span_s = (t1 - t0) / 1e6
     out.update(warmup_requests=warm, cooldown_requests=cool, steady_requests=hi - lo,
@@ -185,7 +199,9 @@ def steady_metrics(arrival_us: np.ndarray, completed: np.ndarray, has_ttft: np.n
     slope, intercept = np.polyfit(x, backlog, 1)
     growth = slope / arrived if arrived > 0 else math.nan
     mean_e2e_s = float(np.mean(e2e[sl])) / 1000.0
-    little = float(backlog.mean()) / (achieved * mean_e2e_s) if achieved > 0 and 0 < mean_e2e_s < math.inf else math.nan
+    # time-average backlog over the window, exactly: each request's time in the system inside it
+    mean_backlog = float(np.clip(np.minimum(completion, t1) - np.maximum(arrival, t0), 0, None).sum()) / (t1 - t0)
+    little = mean_backlog / (achieved * mean_e2e_s) if achieved > 0 and 0 < mean_e2e_s < math.inf else math.nan
     out.update(backlog_start=float(intercept), backlog_end=float(intercept + slope * x[-1]),
                backlog_slope_rps=float(slope), backlog_growth=float(growth), little_ratio=little,
                verdict=OVERLOADED if overloaded(growth, slope * x[-1], float(np.std(backlog - intercept - slope * x)),
