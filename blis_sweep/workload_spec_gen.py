@@ -171,9 +171,9 @@ def arrival_params(client: ClientSpec, rate_per_us: float) -> tuple[int, float, 
 def sweep_spec(workload: dict, seed: int, rate: float | None, num_requests: int | None = None,
                horizon: int | None = None) -> WorkloadSpec:
     """The spec of a sweep point `{spec: path, set: {dotted field: value}}`: the sweep's seed replaces the
-    spec's, `rate` (when given) its aggregate_rate. A spec without `horizon` in a sweep without one is
-    generated for num_requests / rate seconds (about num_requests requests), so that run length is a
-    sweep setting as for other generated workloads."""
+    spec's, `rate` (when given) its aggregate_rate, and the run length is the sweep's: requests are
+    generated up to the sweep's `horizon`, else for num_requests / rate seconds (about num_requests
+    requests), whatever the spec's own `horizon` says."""
     from dataclasses import replace
 
     from blis_sweep.workload_spec import load_workload_spec
@@ -183,8 +183,10 @@ def sweep_spec(workload: dict, seed: int, rate: float | None, num_requests: int 
     if rate is not None:
         overrides.append(("aggregate_rate", rate))
     spec = load_workload_spec(workload["spec"], overrides=tuple(overrides))
-    if spec.horizon <= 0 and horizon is None and num_requests:
-        spec = replace(spec, horizon=max(1, int(num_requests / spec.aggregate_rate * 1e6)))
+    if horizon is not None:
+        return replace(spec, horizon=horizon)
+    if num_requests:
+        return replace(spec, horizon=max(1, int(num_requests / spec.aggregate_rate * 1e6)))
     return spec
 
 

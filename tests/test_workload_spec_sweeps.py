@@ -42,6 +42,7 @@ base:
   latency_model: blackbox
   total_kv_blocks: 4000
   workload: {spec: chat.yaml}
+  horizon: 20000000
 axes:
   workload: [{spec: chat.yaml}, {spec: batch.yaml}]
   workload.spec.clients.0.arrival.cv: [0.5, 2.0, 4.0]
@@ -114,7 +115,7 @@ def test_grid_row_equals_run_with_the_same_spec(sweep_dir, grid_results):
     text = MIX.format(chat=0.7, batch=0.3).replace("cv: 1.0", "cv: 2.0")
     (sweep_dir / "run_spec.yaml").write_text(text)
     argv = ["--workload-spec", "run_spec.yaml", "--model", "meta-llama/llama-3.1-8b-instruct", "--hardware", "H100",
-            "--tp", "1", "--total-kv-blocks", "4000", "--seed", "5"]
+            "--tp", "1", "--total-kv-blocks", "4000", "--seed", "5", "--horizon", "20000000"]
     out = io.StringIO()
     assert run_reference(argv, cwd=sweep_dir, out=out, err=io.StringIO()) == 0
     (block,) = parse_metric_blocks(out.getvalue())
@@ -123,19 +124,23 @@ def test_grid_row_equals_run_with_the_same_spec(sweep_dir, grid_results):
         assert block[key] == row[key], key
 
 
-def test_rate_replaces_the_aggregate_rate(tmp_path):
+def test_rate_replaces_the_aggregate_rate_and_num_requests_sets_the_run_length(tmp_path):
+    """The spec says 20 s; without a sweep horizon the run is num_requests / rate seconds instead."""
     (tmp_path / "chat.yaml").write_text(MIX.format(chat=1, batch=1))
     (tmp_path / "sweep.yaml").write_text(textwrap.dedent("""\
         name: rates
         base: {model: meta-llama/llama-3.1-8b-instruct, hardware: H100, latency_model: blackbox,
-               total_kv_blocks: 4000, workload: {spec: chat.yaml}}
+               total_kv_blocks: 4000, workload: {spec: chat.yaml}, num_requests: 300}
         axes: {rate: [2, 16]}
         """))
-    run_grid(tmp_path / "sweep.yaml", out=tmp_path / "out", quiet=True)
+    run_grid(tmp_path / "sweep.yaml", out=tmp_path / "out", quiet=True, requests=True)
     rows = pl.read_parquet(tmp_path / "out" / "configs.parquet").sort("rate")
     assert rows["rate"].to_list() == [2.0, 16.0]
-    low, high = rows["num_requests"].to_list()
-    assert 20 < low < 80 and 200 < high < 450  # about rate x 20 s
+    assert all(200 < n < 400 for n in rows["num_requests"])  # about 300 at either rate
+    last = (pl.read_parquet(tmp_path / "out" / "requests.parquet").group_by("config_id")
+            .agg(pl.col("arrival_us").max()).sort("config_id")["arrival_us"].to_list())
+    ids = rows["config_id"].to_list()
+    assert last[ids[0]] <= 150_000_000 and last[ids[1]] <= 300 / 16 * 1e6  # within num_requests / rate
 
 
 @pytest.mark.parametrize("axis, values, expected", [
