@@ -83,14 +83,11 @@ def capacity_command(
                          ] = False,
 ) -> None:
     """Highest stable offered rate within the SLO for every deployment (bracket + bisection, converged runs)."""
-    from blis_sweep.capacity import CapacitySlo, print_capacity, run_capacity
+    from blis_sweep.capacity import print_capacity, run_capacity
 
     run = run_capacity(spec, out=out, quiet=quiet, overwrite=overwrite)
     if not quiet:
-        import json
-
-        manifest = json.loads((run.out_dir / "manifest.json").read_text(encoding="utf-8"))
-        print_capacity(run, slo=CapacitySlo(manifest.get("slo") or {}, None), top=top)
+        print_capacity(run, top=top)
         print(f"{run.deployments} deployments in {run.rounds} rounds, {run.requests_total:,} requests simulated "
               f"({run.reused_probes} probes reused), {run.wall_s:.1f} s; results in {run.out_dir}/capacity.parquet",
               file=sys.stderr)
