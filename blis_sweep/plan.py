@@ -39,6 +39,7 @@ DEFAULT_VERIFY_SECONDS = 60.0
 VERIFY_SEEDS = 2
 SUSTAIN = 0.95
 MAX_EXTRA_REPLICAS = 2
+PER_REPLICA_MAX_REQUESTS = 16_000
 DEPLOYMENT_COLUMNS = ("model", "hardware", "tp", "max_num_running_reqs", "max_num_scheduled_tokens")
 
 
@@ -164,16 +165,20 @@ def check_capacity_sweep(sweep: dict, source: str) -> None:
 
 # ---------------------------------------------------------------- per-replica capacity
 
-def search_range(req: PlanRequest) -> dict:
+def search_range(req: PlanRequest, sweep_num_requests: int) -> dict:
     """`search:` block of the per-replica search: no rate above what the whole target needs
     (one replica is then enough), none below what a replica must carry to fit in max_gpus."""
     need = req.target_rate * (1 + req.headroom)
     return {"min_rate": need / req.max_gpus / 2, "max_rate": need * 1.05,
-            "start_rate": min(max(need / 8, need / req.max_gpus), need)}
+            "start_rate": min(max(need / 8, need / req.max_gpus), need),
+            # an estimate that the whole-cluster verification then checks: runs need not grow as long as
+            # a standalone capacity answer's (64,000 requests)
+            "max_requests": max(PER_REPLICA_MAX_REQUESTS, int(sweep_num_requests))}
 
 
 def per_replica_sweep(sweep: dict, req: PlanRequest) -> dict:
-    cap_sweep = sweep_file_dict(sweep, "per_replica", search=search_range(req))
+    cap_sweep = sweep_file_dict(sweep, "per_replica", search=search_range(
+        req, max([sweep["base"]["num_requests"], *sweep["axes"].get("num_requests", [])])))
     cap_sweep["seeds"] = sweep["seeds"][:1]
     return cap_sweep
 

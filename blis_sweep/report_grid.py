@@ -118,7 +118,8 @@ def grid_page(run_dir: Path, prices: dict) -> Page:
     else:
         answer = (f"<b>{html.escape(best['label'])}</b> sustains <b>{fmt(best['saturation_rate'])} req/s</b> "
                   f"(the limit lies in [{fmt(best['saturation_rate'])}, {fmt(best['next_rate'])}) req/s, "
-                  f"limited by {html.escape(best['limited_by'] or 'nothing tested')}) on {best['gpus']} GPUs.")
+                  f"limited by {html.escape((best['limited_by'] or 'nothing tested').replace(',', ', '))}) on "
+                  f"{best['gpus']} GPUs.")
         if cheapest is not None:
             answer += (f" Lowest cost per million output tokens at the saturation rate: "
                        f"<b>{html.escape(cheapest['label'])}</b>, ${cheapest['usd_per_mtok']:.3f} "
