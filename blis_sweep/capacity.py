@@ -1,7 +1,9 @@
 """`blis-sweep capacity SPEC.yaml`: the highest stable offered rate within the SLO, per deployment.
 
 Every point of the sweep file (its grid without a `rate` axis) is a *deployment*. For
-each, the search brackets the boundary by doubling the rate from `start_rate`, then
+each, the search brackets the boundary by doubling the rate from `start_rate` (or, with
+`start_rate: auto`, the default, from 90% of the throughput measured in a first round with
+all requests arriving at once, in steps of 1 + 4 x tolerance that widen), then
 bisects (geometric midpoints) until max_rate_high / max_rate_low - 1 <= tolerance. A rate
 *passes* when, pooled over the seeds, the run's steady window (blis_sweep.steady_state) is
 `stable` (mean backlog growth <= max_backlog_growth) and meets every SLO bound (percentile
@@ -61,7 +63,7 @@ class SearchSettings:
     """The sweep file's `search:` block, plus the run settings the search needs."""
 
     tolerance: float = 0.02  # relative width of the final interval
-    start_rate: float = 1.0  # first probe (requests/s); doubling from here
+    start_rate: float | None = None  # first probe (requests/s), doubled/halved from there; None: auto
     min_rate: float = 0.01
     max_rate: float = 100_000.0
     max_requests: int = 64_000  # longest run the convergence check may ask for
@@ -138,6 +140,7 @@ def derived_attainment(bounds: dict) -> Attainment | None:
     return Attainment(**per_request, min_fraction=min(fractions))
 
 
+AUTO_START_SHARE = 0.9  # auto start: this share of the saturated throughput
 MAX_SLO_DRIFT_TOLERANCES = 2.0  # a converged SLO metric moves by at most this many tolerances of its bound
 
 
@@ -231,7 +234,8 @@ class _Search:
     slo: CapacitySlo = field(default_factory=lambda: CapacitySlo())
     lo: Judged | None = None
     hi: Judged | None = None
-    phase: str = "bracket"  # bracket, bisect, confirm, done
+    phase: str = "bracket"  # estimate, bracket, bisect, confirm, done
+    start: float | None = None  # first rate of the bracket
     step: float = 2.0
     widening: bool = False
     converged: bool = False
@@ -255,9 +259,12 @@ class _Search:
         """(rate, run length) of this round's probes: the search's, then the capacity probe's."""
         s = self.settings
         out = []
-        if self.phase in ("bracket", "bisect"):
+        if self.phase == "estimate":
+            # all requests at once: the deployment's saturated throughput, a cheap first guess
+            out.append((s.max_rate, self.length))
+        elif self.phase in ("bracket", "bisect"):
             if self.lo is None and self.hi is None:
-                out.append((s.start_rate, self.length))
+                out.append((self.start, self.length))
             elif self.hi is None:
                 out.append((min(self.lo.rate * self.step, s.max_rate), self.length))
             elif self.lo is None:
@@ -285,7 +292,13 @@ class _Search:
         if self.capacity_state == "probing":
             self._capacity(judged[-1])
             judged = judged[:-1]
-        if self.phase in ("bracket", "bisect"):
+        if self.phase == "estimate":
+            s = self.settings
+            mu = judged[0].mean.get("saturated_rps")
+            guess = mu * AUTO_START_SHARE if mu is not None and math.isfinite(mu) and mu > 0 else 1.0
+            self.start = min(max(guess, s.min_rate), s.max_rate)
+            self.phase, self.step, self.widening = "bracket", 1 + 4 * s.tolerance, True
+        elif self.phase in ("bracket", "bisect"):
             self._search(judged[0])
         elif self.phase == "confirm":
             self._confirm(*judged)
@@ -389,7 +402,9 @@ def search_capacity(deployments: list[SearchPoint], slo: CapacitySlo, search: Se
         if not deployments or deployments[0].spec is None:
             raise ValueError("search_capacity needs evaluate= when deployments carry no spec")
         evaluate = LocalEvaluator(deployments[0].spec, slo)
-    searches = [_Search(i, d, int(d.values["num_requests"]), search, slo) for i, d in enumerate(deployments)]
+    searches = [_Search(i, d, int(d.values["num_requests"]), search, slo,
+                        phase="estimate" if search.start_rate is None else "bracket", start=search.start_rate)
+                for i, d in enumerate(deployments)]
     round_no = 0
     while True:
         active = [s for s in searches if not s.done]
@@ -548,10 +563,12 @@ def capacity_settings(spec: GridSpec) -> tuple[SearchSettings, CapacitySlo]:
     if max_rate <= min_rate * (1 + tol):
         fail("max_rate", f"empty search range: max_rate ({max_rate:g}) must exceed min_rate ({min_rate:g}) by more "
                          f"than the tolerance")
-    default_start = spec.base.get("rate") or max(min_rate, min(1.0, max_rate))
-    start = _num(raw, "start_rate", default_start, 0.0, fail)
-    if not (min_rate <= start <= max_rate):
-        fail("start_rate", f"must lie in [min_rate, max_rate] = [{min_rate:g}, {max_rate:g}], got {start:g}")
+    start = None
+    if raw.get("start_rate", "auto") != "auto":
+        start = _num(raw, "start_rate", None, 0.0, fail)
+        if not (min_rate <= start <= max_rate):
+            fail("start_rate", f"must be auto or lie in [min_rate, max_rate] = [{min_rate:g}, {max_rate:g}], "
+                               f"got {start:g}")
     max_requests = _num(raw, "max_requests", 64_000, 0, fail, integer=True)
     check = raw.get("convergence_check", True)
     if not isinstance(check, bool):
@@ -674,7 +691,7 @@ def load_capacity_spec(spec_path: str | Path) -> tuple[GridSpec, SearchSettings,
     spec = load_grid_spec(spec_path)
     settings, slo = capacity_settings(spec)
     if spec.base.get("rate") is None:  # the search sets it; validation only needs a value
-        spec.base["rate"] = settings.start_rate
+        spec.base["rate"] = settings.start_rate or settings.max_rate
     Resolver(spec).validate()
     return spec, settings, slo
 
@@ -713,7 +730,9 @@ def run_capacity(spec_path: str | Path, out: str | Path | None = None, quiet: bo
                       + yaml.safe_dump(spec.normalized(), sort_keys=False, default_flow_style=None))
     atomic_write_json(out_dir / MANIFEST_FILE, manifest)
     log(f"{spec.name}: {len(deployments)} deployments x {len(spec.seeds)} seeds, tolerance "
-        f"{settings.tolerance:.0%}, starting at {settings.start_rate:g} req/s with runs of "
+        f"{settings.tolerance:.0%}, starting at "
+        + (f"{settings.start_rate:g} req/s" if settings.start_rate else "90% of the saturated throughput")
+        + " with runs of "
         f"{spec.base['num_requests']} requests -> {out_dir}")
 
     compile_s = _warm_up(False)

@@ -73,6 +73,19 @@ def test_search_finds_the_boundary_of_each_deployment_in_batched_rounds():
     assert ranked["rank"].to_list() == [1, 2, 3] and ranked["max_rate_rps"].is_sorted(descending=True)
 
 
+def test_auto_start_from_the_saturated_throughput():
+    mu = [13.0, 57.0, 240.0]
+    slo = CapacitySlo({"ttft_p99_ms": 250.0})
+    auto = FakeSystem(mu)
+    got = search_capacity(points(3), slo, SearchSettings(seeds=(1,)), evaluate=auto).sort("deployment_id")
+    assert all(p.rate == SearchSettings().max_rate for p in auto.calls[0])  # round 0: everything at once
+    fixed = FakeSystem(mu)
+    want = search_capacity(points(3), slo, SearchSettings(start_rate=1.0, seeds=(1,)), evaluate=fixed)
+    for row, m in zip(got.iter_rows(named=True), mu):
+        assert row["max_rate_low"] <= 0.8 * m <= row["max_rate_high"]
+    assert len(auto.calls) < len(fixed.calls)
+
+
 def test_throughput_limit_and_longer_runs_where_the_boundary_moves():
     # short runs judge the rate just above the limit stable (noise); doubled runs must fix that
     system = FakeSystem([100.0], noise=0.03)

@@ -246,3 +246,32 @@ def test_explicit_coefficients_and_kv_blocks():
     assert d1.total_kv_blocks == 29205 and d1.kv_blocks_source == "defaults"  # trained entry's capacity
     assert "applies to latency_model: blackbox only" in error("", base=BASE + "  alpha_coeffs: [1, 2, 3]\n",
                                                                 resolve=True)
+
+
+def test_zip_groups_list_explicit_deployments_with_repeated_values():
+    s = spec("""\
+        axes:
+          tp: [1, 2, 2, 4]
+          hardware: [H100, H100, A100-80, A100-80]
+        zip:
+          - [tp, hardware]
+        """)
+    assert s.num_points == 4
+    assert [(s.point(p)[0]["tp"], s.point(p)[0]["hardware"]) for p in range(4)] == [
+        (1, "H100"), (2, "H100"), (2, "A100-80"), (4, "A100-80")]
+    # a repeated tuple is still an error, and so is a repeated value of an axis outside a zip group
+    msg = error("axes:\n  tp: [1, 2, 2]\n  hardware: [H100, H100, H100]\nzip:\n  - [tp, hardware]\n")
+    assert msg.startswith("s.yaml:") and "duplicate setting [2, 'H100'] of zip group [tp, hardware]" in msg
+    assert "duplicate value 2" in error("axes:\n  tp: [1, 2, 2]\n")
+
+
+def test_steady_state_and_attainment_blocks():
+    s = spec("steady_state: {warmup: 0.1, max_backlog_growth: 0.05}\nslo:\n  ttft_p99_ms: 300\n"
+             "  attainment: {ttft_ms: 200, tpot_ms: 50, min_fraction: 0.95}\n")
+    assert s.steady.warmup == 0.1 and s.steady.cooldown == "auto" and s.steady.max_backlog_growth == 0.05
+    assert s.slo == {"ttft_p99_ms": 300.0} and s.attainment.tpot_ms == 50.0 and s.attainment.min_fraction == 0.95
+    # attainment changes what a run's rows hold, percentile bounds do not
+    plain_ = spec("slo: {ttft_p99_ms: 300}\n")
+    assert spec("slo: {ttft_p99_ms: 900}\n").spec_hash() == plain_.spec_hash() != s.spec_hash()
+    assert error("steady_state: {warmup: 0.8}\n").startswith("s.yaml:9: steady_state.warmup: must be auto or a fraction")
+    assert "slo.attainment.min_fraction: must be in (0, 1]" in error("slo:\n  attainment: {ttft_ms: 1, min_fraction: 2}\n")
