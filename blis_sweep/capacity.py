@@ -144,7 +144,7 @@ AUTO_START_SHARE = 0.9  # auto start: this share of the saturated throughput
 MAX_SLO_DRIFT_TOLERANCES = 2.0  # a converged SLO metric moves by at most this many tolerances of its bound
 
 
-MIN_TAIL_SAMPLES = 50  # requests beyond a percentile bound (pooled over seeds) before it can be trusted
+MIN_TAIL_SAMPLES = 100  # requests beyond a percentile bound (pooled over seeds) before it can be trusted
 
 
 def tail_samples(judged: Judged, slo: CapacitySlo) -> float:
@@ -241,6 +241,7 @@ class _Search:
     converged: bool = False
     confirm_lo: float | None = None  # rates of the pending convergence check
     confirm_hi: float | None = None
+    confirm_length: int = 0
     check: tuple | None = None  # (lower, upper) probes of the convergence check that passed
     capacity: Judged | None = None
     capacity_rate: float | None = None
@@ -272,8 +273,8 @@ class _Search:
             else:
                 out.append((math.sqrt(self.lo.rate * self.hi.rate), self.length))
         elif self.phase == "confirm":
-            out += [(self.confirm_lo, 2 * self.length), (self.lo.rate, 2 * self.length),
-                    (self.confirm_hi, 2 * self.length)]
+            out += [(self.confirm_lo, self.confirm_length), (self.lo.rate, self.confirm_length),
+                    (self.confirm_hi, self.confirm_length)]
         if self.capacity_state == "waiting" and (self.hi is not None or self.phase == "done"):
             ref = self.hi.rate if self.hi is not None else self.lo.rate
             self.capacity_rate, self.capacity_state = ref * s.overload_factor, "probing"
@@ -333,6 +334,10 @@ class _Search:
         elif 2 * self.length > s.max_requests:
             self.note, self.phase = "max_requests", "done"
         else:
+            # at least twice as long, and long enough for MIN_TAIL_SAMPLES beyond every bounded percentile
+            have = tail_samples(self.lo, self.slo)
+            doublings = 1 if have >= MIN_TAIL_SAMPLES else max(1, math.ceil(math.log2(MIN_TAIL_SAMPLES / max(have, 1))))
+            self.confirm_length = min(self.length * 2 ** doublings, s.max_requests)
             # doubling the run must not move the boundary by more than the tolerance
             self.confirm_lo = self.lo.rate / (1 + s.tolerance)
             self.confirm_hi = self.hi.rate * (1 + s.tolerance)
@@ -341,7 +346,7 @@ class _Search:
     def _confirm(self, below: Judged, at: Judged, above: Judged) -> None:
         s = self.settings
         previous = self.lo
-        self.length *= 2
+        self.length = self.confirm_length
         drift = slo_drift(previous, at, self.slo)
         if (below.passed and not above.passed and drift <= MAX_SLO_DRIFT_TOLERANCES * s.tolerance
                 and tail_samples(at, self.slo) >= MIN_TAIL_SAMPLES):
@@ -652,27 +657,9 @@ class _ProbeStore:
 def _prepare(out_dir: Path, spec_hash: str, overwrite: bool) -> None:
     import contextlib
 
-    from blis_sweep.grid_io import remove_stale_temps
+    from blis_sweep.grid_run import open_out_dir
 
-    try:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise BlisError(f"output path {out_dir} exists and is not a directory; choose another --out")
-        (out_dir / PROBES_DIR).mkdir(parents=True, exist_ok=True)
-        probe = out_dir / PROBES_DIR / ".write-probe.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise BlisError(f"output directory {out_dir} is not writable ({exc.strerror or exc}); "
-                        f"choose another --out") from None
-    remove_stale_temps(out_dir)
-    remove_stale_temps(out_dir / PROBES_DIR)
-    manifest = out_dir / MANIFEST_FILE
-    old = None
-    if manifest.exists():
-        try:
-            old = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = {}
+    old = open_out_dir(out_dir, PROBES_DIR)
     if overwrite:
         for name in (CAPACITY_FILE, MANIFEST_FILE, SWEEP_FILE):
             with contextlib.suppress(FileNotFoundError):

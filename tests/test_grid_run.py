@@ -283,8 +283,12 @@ def test_example_sweeps_validate():
     from blis_sweep.grid_spec import load_grid_spec
 
     sizes = {}
+    from blis_sweep.capacity import load_capacity_spec
+
     for path in sorted((REPO_ROOT / "sweeps").glob("*.yaml")):
         spec = load_grid_spec(path)
+        if spec.search is not None:  # a `capacity` sweep: no rate, a search: block
+            spec = load_capacity_spec(path)[0]
         Resolver(spec).validate()
         sizes[path.stem] = spec.num_configs
     assert sizes["h100_tp"] >= 1000 and 15 <= sizes["quick"] <= 30 and "blackbox_llama" in sizes
