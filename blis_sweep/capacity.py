@@ -353,12 +353,8 @@ class _Search:
             self.converged, self.phase = True, "done"
             self.check = (below, above)
             return
-        if 2 * self.length > s.max_requests:
-            self.note, self.phase = "max_requests", "done"
-            self.lo = next((j for j in (at, below) if j.passed), previous)
-            self.hi = next((j for j in (at, above) if not j.passed), self.hi)
-            return
-        # not converged: continue at the doubled length from what these runs say
+        # not converged: continue at the longer length from what these runs say (once that length
+        # cannot double within max_requests, the search closes there and stops unconverged)
         passed = [j for j in (below, at, above) if j.passed]
         failed = [j for j in (below, at, above) if not j.passed]
         self.lo = max(passed, key=lambda j: j.rate) if passed else None
@@ -617,6 +613,7 @@ class CapacityRun:
     wall_s: float
     simulate_s: float
     reused_probes: int
+    slo: CapacitySlo = field(default_factory=CapacitySlo)
 
 
 class _ProbeStore:
@@ -744,7 +741,7 @@ def run_capacity(spec_path: str | Path, out: str | Path | None = None, quiet: bo
     run = CapacityRun(table=table, out_dir=out_dir, spec_hash=spec_hash, deployments=len(deployments), rounds=rounds,
                       requests_simulated=simulated if simulated is not None else -1,
                       requests_total=int(table["requests_simulated"].sum()), wall_s=wall,
-                      simulate_s=getattr(local, "simulate_s", float("nan")), reused_probes=store.reused)
+                      simulate_s=getattr(local, "simulate_s", float("nan")), reused_probes=store.reused, slo=slo)
     manifest.update(status="complete", finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     rounds=rounds, requests_simulated=run.requests_simulated, requests_total=run.requests_total,
                     reused_probes=store.reused, wall_s=round(wall, 3), compile_s=round(compile_s, 3),
@@ -821,5 +818,5 @@ def print_capacity(run: CapacityRun, slo: CapacitySlo | None = None, top: int = 
         console = Console()
         if not console.is_terminal:
             console = Console(width=220)
-    console.print(render_capacity_table(run.table, top=top, slo=slo,
+    console.print(render_capacity_table(run.table, top=top, slo=slo or run.slo,
                                         title=f"{run.out_dir.name}: highest stable rate within the SLO, best first"))

@@ -126,7 +126,7 @@ def capacity_command(
     workers: WorkersOption = None,
 ) -> None:
     """Highest stable offered rate within the SLO for every deployment (bracket + bisection, converged runs)."""
-    from blis_sweep.capacity import CapacitySlo, load_capacity_spec, print_capacity, run_capacity
+    from blis_sweep.capacity import load_capacity_spec, print_capacity, run_capacity
 
     with chunk_backend(backend, address, workers) as chosen:
         evaluate = None
@@ -138,10 +138,7 @@ def capacity_command(
             evaluate = RayEvaluator(loaded, slo, chosen)
         run = run_capacity(spec, out=out, quiet=quiet, overwrite=overwrite, evaluate=evaluate)
     if not quiet:
-        import json
-
-        manifest = json.loads((run.out_dir / "manifest.json").read_text(encoding="utf-8"))
-        print_capacity(run, slo=CapacitySlo(manifest.get("slo") or {}, None), top=top)
+        print_capacity(run, top=top)
         print(f"{run.deployments} deployments in {run.rounds} rounds, {run.requests_total:,} requests simulated "
               f"({run.reused_probes} probes reused), {run.wall_s:.1f} s; results in {run.out_dir}/capacity.parquet",
               file=sys.stderr)
