@@ -1,6 +1,7 @@
 """Configurations/s of `grid` with the local backend and with 1 and 2 Ray workers, side by side.
 
-One process runs the same sweep (default sweeps/h100_tp.yaml with chunk_size 64: 16 chunks)
+One process runs the same sweep (default sweeps/h100_tp.yaml with chunk_size 64 and 500 requests
+per configuration, so that a round takes a minute or two on 2 busy cores)
 with the local backend (Numba threads = cores), then on a local Ray instance with 1 worker and
 2 workers (one CPU and one Numba thread each), alternating for --repeats rounds. Each run starts
 from an empty output directory; the one-time costs (kernel load, actor start-up) are reported
@@ -15,7 +16,7 @@ it prints a scaling estimate for N machines of C cores:
     driver limit   = chunk_size / driver seconds per chunk (cut, submit, receive, write atomically)
     network limit  = link bytes/s / bytes per configuration (values out, tables back)
 
-    python benchmarks/bench_ray.py                       # h100_tp, 1 round
+    python benchmarks/bench_ray.py                       # h100_tp at 500 requests, 1 round
     python benchmarks/bench_ray.py --chunk-size 256 --repeats 2 --link-gbit 10
 """
 from __future__ import annotations
@@ -32,11 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _spec_with_chunk_size(spec: Path, chunk_size: int, tmp: Path) -> Path:
+def _bench_spec(spec: Path, chunk_size: int, num_requests: int | None, tmp: Path) -> Path:
     import yaml
 
     data = yaml.safe_load(spec.read_text())
     data["chunk_size"] = chunk_size
+    if num_requests is not None:
+        data["base"]["num_requests"] = num_requests
     for key in ("model_config", "hardware_config"):  # relative paths stay relative to the original file
         if isinstance(data["base"].get(key), str):
             data["base"][key] = str((spec.parent / data["base"][key]).resolve())
@@ -116,6 +119,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", type=Path, default=ROOT / "sweeps" / "h100_tp.yaml")
     ap.add_argument("--chunk-size", type=int, default=64)
+    ap.add_argument("--num-requests", type=int, default=500,
+                    help="requests per configuration (replaces the sweep's num_requests; 0 keeps it)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--cores-per-machine", type=int, default=32, help="for the scaling estimate")
     ap.add_argument("--link-gbit", type=float, default=1.0, help="driver's network link, for the estimate")
@@ -127,7 +132,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp_name:
         tmp = Path(tmp_name)
-        spec = _spec_with_chunk_size(args.spec, args.chunk_size, tmp)
+        spec = _bench_spec(args.spec, args.chunk_size, args.num_requests or None, tmp)
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
                  object_store_memory=256 << 20)
         try:
@@ -148,6 +153,7 @@ def main() -> int:
     for row in results:
         print(json.dumps(row))
     summary = {"date": dt.datetime.now().isoformat(timespec="seconds"), "spec": str(args.spec.name),
+               "num_requests": args.num_requests or "as in the sweep",
                "cpus": os.cpu_count(), "ray": ray.__version__}
     for key, label in (("local", "local"), (1, "ray_1_worker"), (2, "ray_2_workers")):
         rates = [r["configs_per_s"] for r in results if r.get("workers", "local") == key]
