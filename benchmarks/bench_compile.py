@@ -41,7 +41,7 @@ class Timer(ev.Listener):
         if stack:
             stack[-1][2] += spent
 
-ev.install_listener("numba:compile", Timer())
+ev.register("numba:compile", Timer())
 t0 = time.perf_counter()
 import blis_sweep.engine as engine
 imported = time.perf_counter() - t0
