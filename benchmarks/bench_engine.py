@@ -42,11 +42,11 @@ def sweep(n_configs: int, n_requests: int, instances: int):
     rates = np.linspace(2.0, 40.0, 16) * instances
     limits = [(64, 1024), (128, 2048), (256, 2048), (256, 4096)]
     workloads, configs, wids = [], [], []
-    for k, rate in enumerate(rates):
+    for k, rate in enumerate(rates[:n_configs]):  # only the workloads a configuration uses
         workloads.append(distribution_workload(float(rate), n_requests, seed=42 + k, **CHAT))
     k = 0
     while len(configs) < n_configs:
-        w = k % len(rates)
+        w = k % len(workloads)
         running, tokens = limits[(k // len(rates)) % len(limits)]
         configs.append(SimConfig(total_kv_blocks=7463, max_running_reqs=running, max_scheduled_tokens=tokens,
                                  alpha_coeffs=ALPHA, beta_coeffs=BETA, num_instances=instances,

@@ -135,7 +135,14 @@ class PackedWorkloads:
 
 
 def pack_workloads(workloads: list[Workload]) -> PackedWorkloads:
-    """Concatenate workloads; per-request sequence offsets become absolute."""
+    """Concatenate workloads; per-request sequence offsets become absolute.
+
+    A single workload is used as it is (no copy of its prefix hashes, the largest array)."""
+    if len(workloads) == 1:
+        w = workloads[0]
+        return PackedWorkloads(start=np.zeros(1, dtype=np.int64), count=np.array([w.num_requests], dtype=np.int64),
+                               arrival=w.arrival_ticks, in_len=w.input_len, out_len=w.output_len,
+                               seq_off=w.seq_offset[:-1], prefix_hash=w.prefix_hash, id_rank=w.id_rank)
     counts = np.array([w.num_requests for w in workloads], dtype=np.int64)
     starts = np.zeros(len(workloads), dtype=np.int64)
     if len(workloads) > 1:
