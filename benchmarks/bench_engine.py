@@ -123,10 +123,20 @@ def _append_history(record: dict) -> None:
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     line = dict(record, bench=record["benchmark"], date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                load1=round(os.getloadavg()[0], 2),
                 spec=f"{record['configs']}x{record['requests_per_config']}x{record['instances']}", cold=False,
                 machine={"cpu": record["cpu"], "cores": record["cores"]}, commit=commit)
     with (REPO / "benchmarks" / "history.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
+
+
+def emit(record: dict, append: bool, as_json: bool) -> bool:
+    """Append the record to the history if asked; print it as JSON if asked (then True: nothing else to print)."""
+    if append:
+        _append_history(record)
+    if as_json:
+        print(json.dumps(record))
+    return as_json
 
 
 def main() -> None:
@@ -176,10 +186,7 @@ def main() -> None:
                              args.reference_workload)
         record["reference"] = ref
         record["speedup_per_cpu_s"] = record["requests_per_cpu_s"] / ref["requests_per_cpu_s"]
-    if args.record:
-        _append_history(record)
-    if args.json:
-        print(json.dumps(record))
+    if emit(record, args.record, args.json):
         return
     print(f"machine: {record['cpu']}, {cores} cores")
     print(f"batch: {len(configs)} configs x {args.requests} requests x {args.instances} instance(s)")
