@@ -319,7 +319,7 @@ def config_working_bytes(cfg: SimConfig, workload: Workload) -> int:
         ht_cap *= 2
     per_instance = (S.N_IS + S.N_IF + S.N_H * (4 * n + 64) + (2 * n + 16) + (n + 1)
                     + (S.N_B + 2) * block_cap + 2 * ht_cap + 1 + (max_in // bs + 1))
-    per_request = S.N_R + 2 + S.N_K * 3 + 9  # rq, prio, chash; cluster heap; end-of-run temporaries
+    per_request = S.N_R + 2 + S.N_K * 2 + 2 + 9  # rq, prio, chash; cluster heap, arrival order; end-of-run
     affinity = 16
     if cfg.routing_policy == RoutingPolicy.PREFIX_AFFINITY:
         while affinity < 2 * n + 16:

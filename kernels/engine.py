@@ -244,12 +244,15 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     pa_key = np.full((1, pa_cap), HT_EMPTY, dtype=np.uint64)
     pa_val = np.zeros((1, pa_cap + 1), dtype=np.int64)
 
-    # all cluster arrivals up front, in request order
-    cheap = np.empty((N_K, 3 * n + 8), dtype=np.int64)
+    # Cluster arrivals are the events (arrival time, priority 0, sequence r): instead of holding
+    # all of them in the heap (deep, cache-cold sifts on long runs), they are taken in that
+    # order from a sorted list and merged with the heap, which holds only the admission and
+    # routing events in flight (sequence numbers from n on, as if the arrivals came first).
+    arrival_order = np.argsort(arrival, kind="mergesort")
+    next_arrival = 0
+    cs[CS_SEQ] = n
+    cheap = np.empty((N_K, 2 * n + 8), dtype=np.int64)
     clen_heap = 0
-    for r in range(n):
-        clen_heap = cluster_push_nb(cheap, clen_heap, arrival[r], np.int64(CEV_ARRIVAL), cs[CS_SEQ], r)
-        cs[CS_SEQ] += 1
     trace_k = cfg_int[c, CI_TRACE_K]
     trace_scores = np.empty(n_inst)
     trace_order = np.empty(n_inst, dtype=np.int64)
@@ -258,8 +261,14 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
 
     while cs[CS_STATUS] == 0:
         cluster_time = INT64_MAX
-        if clen_heap > 0:
+        from_arrivals = False
+        if next_arrival < n:
+            cluster_time = arrival[arrival_order[next_arrival]]
+            from_arrivals = True
+        # heap events have priority 1 or 2: at equal times the arrival (priority 0) goes first
+        if clen_heap > 0 and (not from_arrivals or cheap[K_TIME, 0] < cluster_time):
             cluster_time = cheap[K_TIME, 0]
+            from_arrivals = False
         inst_time = INT64_MAX
         inst = -1
         for i in range(n_inst):
@@ -271,10 +280,16 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         if cluster_time == INT64_MAX and inst == -1:
             break
         if cluster_time <= inst_time:
-            clen_heap = cluster_pop_nb(cheap, clen_heap)
-            t = cheap[K_TIME, clen_heap]
-            kind = cheap[1, clen_heap]
-            r = cheap[K_REQ, clen_heap]
+            if from_arrivals:
+                r = arrival_order[next_arrival]
+                next_arrival += 1
+                t = arrival[r]
+                kind = np.int64(CEV_ARRIVAL)
+            else:
+                clen_heap = cluster_pop_nb(cheap, clen_heap)
+                t = cheap[K_TIME, clen_heap]
+                kind = cheap[1, clen_heap]
+                r = cheap[K_REQ, clen_heap]
             if t > horizon:
                 break
             if kind == CEV_ARRIVAL:
