@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_engine import _append_history, cpu_model  # noqa: E402
+from bench_engine import cpu_model, emit  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -41,7 +41,7 @@ class Timer(ev.Listener):
         if stack:
             stack[-1][2] += spent
 
-ev.install_listener("numba:compile", Timer())
+ev.register("numba:compile", Timer())
 t0 = time.perf_counter()
 import blis_sweep.engine as engine
 imported = time.perf_counter() - t0
@@ -73,10 +73,7 @@ def main() -> None:
               "cache_load_s": round(warm["compile_s"], 3), "import_s": round(warm["import_s"], 3),
               "functions_s": {k: round(v, 2) for k, v in functions[:args.top]},
               "cores": os.cpu_count() or 1, "cpu": cpu_model()}
-    if args.record:
-        _append_history(record)
-    if args.json:
-        print(json.dumps(record))
+    if emit(record, args.record, args.json):
         return
     print(f"cold compile: {cold['compile_s']:.1f} s (whole process {cold_wall:.1f} s); "
           f"load from cache: {warm['compile_s']:.2f} s after a {warm['import_s']:.2f} s import")

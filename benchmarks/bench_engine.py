@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,11 +43,11 @@ def sweep(n_configs: int, n_requests: int, instances: int):
     rates = np.linspace(2.0, 40.0, 16) * instances
     limits = [(64, 1024), (128, 2048), (256, 2048), (256, 4096)]
     workloads, configs, wids = [], [], []
-    for k, rate in enumerate(rates):
+    for k, rate in enumerate(rates[:n_configs]):  # only the workloads a configuration uses
         workloads.append(distribution_workload(float(rate), n_requests, seed=42 + k, **CHAT))
     k = 0
     while len(configs) < n_configs:
-        w = k % len(rates)
+        w = k % len(workloads)
         running, tokens = limits[(k // len(rates)) % len(limits)]
         configs.append(SimConfig(total_kv_blocks=7463, max_running_reqs=running, max_scheduled_tokens=tokens,
                                  alpha_coeffs=ALPHA, beta_coeffs=BETA, num_instances=instances,
@@ -123,10 +124,20 @@ def _append_history(record: dict) -> None:
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     line = dict(record, bench=record["benchmark"], date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                load1=round(os.getloadavg()[0], 2),
                 spec=f"{record['configs']}x{record['requests_per_config']}x{record['instances']}", cold=False,
                 machine={"cpu": record["cpu"], "cores": record["cores"]}, commit=commit)
     with (REPO / "benchmarks" / "history.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
+
+
+def emit(record: dict, append: bool, as_json: bool) -> bool:
+    """Append the record to the history if asked; print it as JSON if asked (then True: nothing else to print)."""
+    if append:
+        _append_history(record)
+    if as_json:
+        print(json.dumps(record))
+    return as_json
 
 
 def main() -> None:
@@ -153,12 +164,12 @@ def main() -> None:
     compile_s = time.perf_counter() - t0
     runs = []
     for _ in range(args.repeats):
-        before = os.times()
+        before = resource.getrusage(resource.RUSAGE_SELF)  # microsecond CPU times (os.times ticks at 10 ms)
         t0 = time.perf_counter()
         res = simulate(configs, workloads, wids, packed=packed)
         wall = time.perf_counter() - t0
-        after = os.times()
-        runs.append((wall, (after.user - before.user) + (after.system - before.system)))
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        runs.append((wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)))
     assert np.all(res.cluster[:, L.M_STATUS] == 0)
     simulated = float(res.cluster[:, L.M_ARRIVED].sum())
     wall = min(r[0] for r in runs)
@@ -176,10 +187,7 @@ def main() -> None:
                              args.reference_workload)
         record["reference"] = ref
         record["speedup_per_cpu_s"] = record["requests_per_cpu_s"] / ref["requests_per_cpu_s"]
-    if args.record:
-        _append_history(record)
-    if args.json:
-        print(json.dumps(record))
+    if emit(record, args.record, args.json):
         return
     print(f"machine: {record['cpu']}, {cores} cores")
     print(f"batch: {len(configs)} configs x {args.requests} requests x {args.instances} instance(s)")

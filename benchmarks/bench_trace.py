@@ -11,7 +11,6 @@ about 1.5 kB per row) in a temporary directory, times `read_trace` on --read-req
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -26,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_engine import ALPHA, BETA, _append_history, cpu_model  # noqa: E402
+from bench_engine import ALPHA, BETA, cpu_model, emit  # noqa: E402
 from blis_sweep import trace_csv  # noqa: E402
 from blis_sweep.trace_csv import read_trace  # noqa: E402
 
@@ -96,10 +95,7 @@ def main() -> None:
             "run_peak_mb": round(run_mb, 1), "cores": os.cpu_count() or 1, "cpu": cpu_model(),
             "read_requests_per_s": args.read_requests / min(times),
         }
-    if args.record:
-        _append_history(record)
-    if args.json:
-        print(json.dumps(record))
+    if emit(record, args.record, args.json):
         return
     print(f"read: {args.read_requests:,} requests ({record['trace_mb']} MB) in {record['read_s']:.2f} s"
           + (f" (row reader {rows_s:.1f} s)" if rows_s else ""))

@@ -5,6 +5,7 @@ A slowdown of more than --threshold (default 20%) in configurations/s or in simu
 requests/s per core exits with status 1; otherwise 0 (also when there is no history yet).
 The compile benchmark compares compile seconds, the trace benchmark read speed and the
 peak memory of a run on a large trace (both: more than the threshold worse fails).
+Records taken with a load average above the core count (`load1`) are not compared.
 
     python benchmarks/compare.py [--history benchmarks/history.jsonl] [--threshold 0.2]
 """
@@ -56,9 +57,17 @@ def compare(records: list[dict], threshold: float) -> tuple[int, list[str]]:
     return status, lines
 
 
+def loaded(record: dict) -> bool:
+    """Measured while other work kept every core busy (load average above the core count)."""
+    return record.get("load1", 0) > record.get("machine", {}).get("cores", 1)
+
+
 def _compare_kind(grid: list[dict], threshold: float) -> tuple[int, list[str]]:
     latest = grid[-1]
-    earlier = [r for r in grid[:-1] if comparable(r, latest)]
+    if loaded(latest):
+        return 0, [f"latest record measured on a loaded machine (load {latest['load1']} on "
+                   f"{latest['machine'].get('cores')} cores); not compared"]
+    earlier = [r for r in grid[:-1] if comparable(r, latest) and not loaded(r)]
     if not earlier:
         return 0, [f"no earlier comparable record for {latest.get('spec')} (cold={latest.get('cold')}) on "
                    f"{latest.get('machine', {}).get('cpu')}; nothing to compare"]

@@ -12,9 +12,10 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from blis_sweep.sim_config import SimConfig
+from blis_sweep.sim_config import RoutingPolicy, SimConfig
 from blis_sweep.workload_arrays import Workload
 from blis_sweep.kernels import layout as L
+from blis_sweep.kernels import state as S
 from blis_sweep.kernels.engine import simulate_batch_nb
 from blis_sweep.kernels.hashing import power_table_nb
 
@@ -134,7 +135,14 @@ class PackedWorkloads:
 
 
 def pack_workloads(workloads: list[Workload]) -> PackedWorkloads:
-    """Concatenate workloads; per-request sequence offsets become absolute."""
+    """Concatenate workloads; per-request sequence offsets become absolute.
+
+    A single workload is used as it is (no copy of its prefix hashes, the largest array)."""
+    if len(workloads) == 1:
+        w = workloads[0]
+        return PackedWorkloads(start=np.zeros(1, dtype=np.int64), count=np.array([w.num_requests], dtype=np.int64),
+                               arrival=w.arrival_ticks, in_len=w.input_len, out_len=w.output_len,
+                               seq_off=w.seq_offset[:-1], prefix_hash=w.prefix_hash, id_rank=w.id_rank)
     counts = np.array([w.num_requests for w in workloads], dtype=np.int64)
     starts = np.zeros(len(workloads), dtype=np.int64)
     if len(workloads) > 1:
@@ -202,10 +210,33 @@ def _run_kernel(ci, cf, packed: PackedWorkloads, pow_table, n_inst, n_req, n_tra
     instances = np.full((n_cfg, n_inst, L.N_METRICS), np.nan)
     req = [np.zeros((n_cfg, n_req), dtype=np.int64) for _ in range(6)]
     trace = [np.zeros((n_cfg, n_trace, L.N_TR)), np.full((n_cfg, n_trace, trace_k, L.N_TC), np.nan)]
-    simulate_batch_nb(ci, cf, packed.start, packed.count, packed.arrival, packed.in_len, packed.out_len,
-                      packed.seq_off, packed.prefix_hash, packed.id_rank, pow_table, cluster, instances, *req,
-                      *trace)
-    return (cluster, instances, *req, *trace)
+    workloads = (packed.start, packed.count, packed.arrival, packed.in_len, packed.out_len, packed.seq_off,
+                 packed.prefix_hash, packed.id_rank, pow_table)
+    outputs = (cluster, instances, *req, *trace)
+    threads = min(numba.get_num_threads(), n_cfg)
+    if threads <= 1:
+        simulate_batch_nb(ci, cf, *workloads, *outputs)
+        return outputs
+    # slices of rows on a thread pool (the kernel releases the GIL); several slices per thread
+    # so that a thread with cheap configurations takes more of them
+    bounds = np.linspace(0, n_cfg, min(n_cfg, 8 * threads) + 1).astype(np.int64)
+    pool = _thread_pool(threads)
+    jobs = [pool.submit(simulate_batch_nb, ci[a:b], cf[a:b], *workloads, *(x[a:b] for x in outputs))
+            for a, b in zip(bounds[:-1], bounds[1:])]
+    for job in jobs:
+        job.result()
+    return outputs
+
+
+_pools: dict = {}
+
+
+def _thread_pool(threads: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    if threads not in _pools:
+        _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="blis-sweep-kernel")
+    return _pools[threads]
 
 
 # ---------------------------------------------------------------- compile once, say so
@@ -263,3 +294,60 @@ def _warm_up_run() -> None:
         workload = read_trace(path)
     simulate([SimConfig(total_kv_blocks=64, alpha_coeffs=(1.0, 1.0, 1.0), beta_coeffs=(1.0, 1.0, 1.0))],
              [workload], [0], per_request=True, per_instance=True)
+
+
+# ---------------------------------------------------------------- memory, up front
+def config_working_bytes(cfg: SimConfig, workload: Workload) -> int:
+    """Upper bound of the kernel's working memory for one configuration (bytes).
+
+    Mirrors the allocations of kernels.engine.simulate_config_nb at capacity scale 1
+    (a retry after an underestimate multiplies the event heap, block lists and step log
+    by 4). Every array is counted as if fully touched; in practice the event heap, wait
+    queue, running batch and step log stay mostly untouched virtual memory, so resident
+    use is lower. The workload's arrays are shared and not counted (workload_bytes).
+    """
+    n = workload.num_requests
+    n_inst = cfg.num_instances
+    bs = cfg.block_size
+    in_len, out_len = workload.input_len, workload.output_len
+    est_blocks = int(np.sum(2 * (-(-in_len // bs)) + (-(-out_len // bs)) + 4))
+    est_steps = int(np.sum(out_len + 2))
+    max_in = int(in_len.max()) if n else 1
+    block_cap = min(cfg.total_kv_blocks, est_blocks)
+    ht_cap = 16
+    while ht_cap < block_cap + block_cap // 4 + 16:
+        ht_cap *= 2
+    per_instance = (S.N_IS + S.N_IF + S.N_H * (4 * n + 64) + (2 * n + 16) + (n + 1)
+                    + (S.N_B + 2) * block_cap + 2 * ht_cap + 1 + (max_in // bs + 1))
+    per_request = S.N_R + 2 + S.N_K * 2 + 2 + 9  # rq, prio, chash; cluster heap, arrival order; end-of-run
+    affinity = 16
+    if cfg.routing_policy == RoutingPolicy.PREFIX_AFFINITY:
+        while affinity < 2 * n + 16:
+            affinity *= 2
+    words = (n_inst * per_instance + max(n, 1) * per_request + 2 * est_blocks
+             + S.N_SL * (est_steps + n + 16) + 3 * est_steps + 2 * affinity + 2 * (max_in // bs + 1) + 64)
+    return 8 * words
+
+
+def workload_bytes(workload: Workload) -> int:
+    """Memory held by a workload's arrays (shared by every configuration that runs it)."""
+    return sum(a.nbytes for a in (workload.arrival_ticks, workload.input_len, workload.output_len,
+                                  workload.seq_offset, workload.prefix_hash, workload.id_rank))
+
+
+def estimate_memory_bytes(configs: list[SimConfig], workloads: list[Workload], workload_ids: list[int],
+                          per_request: bool = False, per_instance: bool = False, trace_k: int = -1) -> int:
+    """Upper bound of what simulate() with these arguments allocates, beyond the workloads themselves:
+    its outputs plus the working memory of the configurations running at the same time (one per
+    Numba thread; the largest ones are assumed to meet)."""
+    n_cfg = len(configs)
+    if n_cfg == 0:
+        return 0
+    n_req = max(w.num_requests for w in workloads) if workloads else 0
+    n_inst = max(c.num_instances for c in configs)
+    outputs = n_cfg * L.N_METRICS * (1 + (n_inst if per_instance else 0))
+    outputs += n_cfg * n_req * (6 if per_request else 0)
+    if trace_k >= 0:
+        outputs += n_cfg * n_req * (L.N_TR + max(trace_k, 0) * L.N_TC)
+    working = sorted((config_working_bytes(c, workloads[w]) for c, w in zip(configs, workload_ids)), reverse=True)
+    return 8 * outputs * 2 + sum(working[:numba.get_num_threads()])  # outputs: the kernel's and the merged copy

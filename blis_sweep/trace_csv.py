@@ -184,7 +184,7 @@ class _NotSimple(Exception):
     """The bulk reader cannot vouch for this file; the row reader decides."""
 
 
-_CHUNK_BYTES = 1 << 23  # raw bytes per step; a longer row just makes a longer step
+_CHUNK_BYTES = 1 << 21  # raw bytes per step (small: transients stay small); a longer row makes a longer step
 _DECIMAL_BYTES = re.compile(_DECIMAL.pattern.encode())
 
 
@@ -196,7 +196,7 @@ def _raw_chunks(path: Path, gzipped: bool):
 
 
 def _plain_rows(path: Path, gzipped: bool):
-    """(text, row spans) of consecutive pieces of the file after its header row (see
+    """(text, its bytes as an array, row spans) of consecutive pieces of the file after its header row (see
     kernels.token_lists.split_plain_csv_nb); raises _NotSimple for anything but plain CSV."""
     from blis_sweep.kernels.token_lists import split_plain_csv_nb
 
@@ -221,7 +221,7 @@ def _plain_rows(path: Path, gzipped: bool):
         spans, rows, done, plain = split_plain_csv_nb(buf, 0, False, n_columns)
         if not plain:
             raise _NotSimple
-        yield buf, spans[:rows]
+        yield text, buf, spans[:rows]
         pending = text[done:]
     if n_columns == 0:
         raise _NotSimple  # no header line end: the row reader words it
@@ -229,7 +229,7 @@ def _plain_rows(path: Path, gzipped: bool):
     spans, rows, done, plain = split_plain_csv_nb(buf, 0, True, n_columns)
     if not plain:
         raise _NotSimple
-    yield buf, spans[:rows]
+    yield pending, buf, spans[:rows]
 
 
 def _read_trace_columnar(path: Path, horizon: int) -> Workload | None:
@@ -248,11 +248,10 @@ def _read_trace_columnar(path: Path, horizon: int) -> Workload | None:
         arrivals, in_lens, out_lens, later = [], [], [], []
         range_error = None
         row0 = 0
-        for buf, spans in _plain_rows(path, gzipped):
+        for raw, buf, spans in _plain_rows(path, gzipped):
             n = spans.shape[0]
             if n == 0:
                 continue
-            raw = buf.tobytes()
             text = [raw[a:b] for a, b in spans[:, :2].tolist()]
             seconds = np.array([float(t) if _DECIMAL_BYTES.fullmatch(t) else math.nan for t in text])
             with np.errstate(invalid="ignore", over="ignore"):

@@ -1,4 +1,4 @@
-"""The kernel entry point: simulate a batch of configurations, one `prange` row each.
+"""The kernel entry point: simulate a batch of configurations, one row each.
 
 Every configuration is a cluster of N >= 1 instances behind the reference's control
 plane (arrival -> admission -> routing). A cluster event at time T runs before
@@ -8,7 +8,7 @@ its workload; if an estimate proves too small the row reports STATUS_CAPACITY an
 the caller re-runs it with a larger CI_CAPACITY_SCALE.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .borrow import borrowed_nb
 from .decision_trace import record_routing_nb
@@ -244,12 +244,15 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     pa_key = np.full((1, pa_cap), HT_EMPTY, dtype=np.uint64)
     pa_val = np.zeros((1, pa_cap + 1), dtype=np.int64)
 
-    # all cluster arrivals up front, in request order
-    cheap = np.empty((N_K, 3 * n + 8), dtype=np.int64)
+    # Cluster arrivals are the events (arrival time, priority 0, sequence r): instead of holding
+    # all of them in the heap (deep, cache-cold sifts on long runs), they are taken in that
+    # order from a sorted list and merged with the heap, which holds only the admission and
+    # routing events in flight (sequence numbers from n on, as if the arrivals came first).
+    arrival_order = np.argsort(arrival, kind="mergesort")
+    next_arrival = 0
+    cs[CS_SEQ] = n
+    cheap = np.empty((N_K, 2 * n + 8), dtype=np.int64)
     clen_heap = 0
-    for r in range(n):
-        clen_heap = cluster_push_nb(cheap, clen_heap, arrival[r], np.int64(CEV_ARRIVAL), cs[CS_SEQ], r)
-        cs[CS_SEQ] += 1
     trace_k = cfg_int[c, CI_TRACE_K]
     trace_scores = np.empty(n_inst)
     trace_order = np.empty(n_inst, dtype=np.int64)
@@ -258,8 +261,14 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
 
     while cs[CS_STATUS] == 0:
         cluster_time = INT64_MAX
-        if clen_heap > 0:
+        from_arrivals = False
+        if next_arrival < n:
+            cluster_time = arrival[arrival_order[next_arrival]]
+            from_arrivals = True
+        # heap events have priority 1 or 2: at equal times the arrival (priority 0) goes first
+        if clen_heap > 0 and (not from_arrivals or cheap[K_TIME, 0] < cluster_time):
             cluster_time = cheap[K_TIME, 0]
+            from_arrivals = False
         inst_time = INT64_MAX
         inst = -1
         for i in range(n_inst):
@@ -271,10 +280,16 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         if cluster_time == INT64_MAX and inst == -1:
             break
         if cluster_time <= inst_time:
-            clen_heap = cluster_pop_nb(cheap, clen_heap)
-            t = cheap[K_TIME, clen_heap]
-            kind = cheap[1, clen_heap]
-            r = cheap[K_REQ, clen_heap]
+            if from_arrivals:
+                r = arrival_order[next_arrival]
+                next_arrival += 1
+                t = arrival[r]
+                kind = np.int64(CEV_ARRIVAL)
+            else:
+                clen_heap = cluster_pop_nb(cheap, clen_heap)
+                t = cheap[K_TIME, clen_heap]
+                kind = cheap[1, clen_heap]
+                r = cheap[K_REQ, clen_heap]
             if t > horizon:
                 break
             if kind == CEV_ARRIVAL:
@@ -433,7 +448,7 @@ def _keep_alive_nb(owners):
     return len(owners)
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
+@njit(cache=True, error_model="numpy", nogil=True)
 def simulate_batch_nb(cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len, wl_seq_off,
                       wl_prefix_hash, wl_id_rank, pow_table, out_cluster, out_instances, req_ttft, req_e2e,
                       req_itl_sum, req_sched, req_flags, req_instance, trace_route, trace_candidates):
@@ -443,9 +458,10 @@ def simulate_batch_nb(cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_
     per-instance blocks (pass shape (C, 0, N_METRICS) to skip); req_*[c, r] the
     per-request results (pass shape (C, 0) to skip); trace_route[c, r, TR_*] and
     trace_candidates[c, r, k, TC_*] the routing decisions of configs with CI_TRACE_K >= 0.
+    Serial and free of the GIL: the caller runs slices of a batch on several threads (a
+    plain loop compiles in a fraction of the time a parallel one takes).
     """
-    for c in prange(cfg_int.shape[0]):
-        # prange indices are unsigned; one signed type keeps a single compiled signature
+    for c in range(cfg_int.shape[0]):
         simulate_config_nb(np.int64(c), cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len,
                            wl_seq_off, wl_prefix_hash, wl_id_rank, pow_table, out_cluster, out_instances,
                            req_ttft, req_e2e, req_itl_sum, req_sched, req_flags, req_instance, trace_route,

@@ -26,7 +26,7 @@ def _skip_ws_nb(data, k, end):
     return k
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def scan_int_list_nb(data, start, end, out, pos, write):
     """Tokens in data[start:end]: their count (written to out[pos:] when `write`), INVALID or TOO_LONG."""
     k = _skip_ws_nb(data, start, end)
