@@ -28,9 +28,10 @@ import polars as pl
 import yaml
 
 from blis_sweep.errors import BlisError
+from blis_sweep.paths import bundled_sweep
 
 PLAN_FILE = "plan.parquet"
-DEFAULT_PLAN_SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "plan_llama8b.yaml"
+DEFAULT_PLAN_SPEC = bundled_sweep("plan_llama8b.yaml")
 DEFAULT_GPUS = ("H100", "A100-80GB")
 DEFAULT_ROUTING = ("least-loaded", "round-robin")
 DEFAULT_HEADROOM = 0.2

@@ -19,8 +19,9 @@ from pathlib import Path
 import yaml
 
 from blis_sweep.errors import BlisError
+from blis_sweep.paths import bundled_dir
 
-PRICES_FILE = Path(__file__).resolve().parent.parent / "hardware" / "gpu_prices.yaml"
+PRICES_FILE = bundled_dir("hardware") / "gpu_prices.yaml"
 
 
 @dataclass(frozen=True)
