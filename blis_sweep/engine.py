@@ -307,25 +307,32 @@ def config_working_bytes(cfg: SimConfig, workload: Workload) -> int:
     use is lower. The workload's arrays are shared and not counted (workload_bytes).
     """
     n = workload.num_requests
-    n_inst = cfg.num_instances
     bs = cfg.block_size
     in_len, out_len = workload.input_len, workload.output_len
     est_blocks = int(np.sum(2 * (-(-in_len // bs)) + (-(-out_len // bs)) + 4))
     est_steps = int(np.sum(out_len + 2))
     max_in = int(in_len.max()) if n else 1
-    block_cap = min(cfg.total_kv_blocks, est_blocks)
+    return working_bytes(n, cfg.num_instances, bs, cfg.total_kv_blocks, est_blocks, est_steps, max_in,
+                         cfg.routing_policy == RoutingPolicy.PREFIX_AFFINITY)
+
+
+def working_bytes(n: int, n_inst: int, block_size: int, total_kv_blocks: int, est_blocks: int, est_steps: int,
+                  max_input: int, prefix_affinity: bool) -> int:
+    """The kernel's working memory from a workload's sizes (config_working_bytes; also used,
+    from sizes estimated before a workload is generated, by blis_sweep.limits)."""
+    block_cap = min(total_kv_blocks, est_blocks)
     ht_cap = 16
     while ht_cap < block_cap + block_cap // 4 + 16:
         ht_cap *= 2
     per_instance = (S.N_IS + S.N_IF + S.N_H * (4 * n + 64) + (2 * n + 16) + (n + 1)
-                    + (S.N_B + 2) * block_cap + 2 * ht_cap + 1 + (max_in // bs + 1))
+                    + (S.N_B + 2) * block_cap + 2 * ht_cap + 1 + (max_input // block_size + 1))
     per_request = S.N_R + 2 + S.N_K * 2 + 2 + 9  # rq, prio, chash; cluster heap, arrival order; end-of-run
     affinity = 16
-    if cfg.routing_policy == RoutingPolicy.PREFIX_AFFINITY:
+    if prefix_affinity:
         while affinity < 2 * n + 16:
             affinity *= 2
     words = (n_inst * per_instance + max(n, 1) * per_request + 2 * est_blocks
-             + S.N_SL * (est_steps + n + 16) + 3 * est_steps + 2 * affinity + 2 * (max_in // bs + 1) + 64)
+             + S.N_SL * (est_steps + n + 16) + 3 * est_steps + 2 * affinity + 2 * (max_input // block_size + 1) + 64)
     return 8 * words
 
 

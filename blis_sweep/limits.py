@@ -13,7 +13,6 @@ refused before it starts.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
@@ -157,25 +156,24 @@ def expected_size(num_requests: int, lengths: dict) -> WorkloadSize:
 def kernel_bytes(w: WorkloadSize, num_instances: int, block_size: int, total_kv_blocks: int,
                  trace_k: int = -1, generated: bool = True) -> int:
     """Bytes one configuration needs at once: the workload (and its generation), the kernel's
-    working arrays as it sizes them at first try, and the per-request outputs.
+    working arrays as it sizes them at first try (blis_sweep.engine.working_bytes, from
+    sizes rather than a built workload), and the per-request outputs.
 
-    Mirrors the sizing in kernels/engine.py (state widths rounded up), so it is an
-    estimate, not an exact count; it is meant to refuse the absurd, not the tight.
+    An estimate, not an exact count; it is meant to refuse the absurd, not the tight.
     """
+    from blis_sweep.engine import working_bytes
+
     n, t_in, t_out = w.num_requests, w.input_tokens, w.output_tokens
     tokens = t_in + t_out
     bs = max(block_size, 1)
     workload = 8 * (tokens + n + 1) + 8 * 6 * n + (8 * 3 * tokens + 160 * n if generated else 0)
     est_blocks = 2 * (t_in // bs + n) + t_out // bs + n + 4 * n
-    block_cap = min(total_kv_blocks, est_blocks)
-    ht_cap = 1 << max(4, math.ceil(math.log2(block_cap + block_cap // 4 + 16)))
-    per_instance = (40 + 3 + 3 * (4 * n + 64) + (2 * n + 16) + (n + 1) + 11 * block_cap + 2 * ht_cap
-                    + w.max_input // bs + 1)
-    working = num_instances * per_instance + 18 * n + 2 * est_blocks + 2 * (t_out + 2 * n)
+    working = working_bytes(n, num_instances, bs, total_kv_blocks, est_blocks, t_out + 2 * n, w.max_input,
+                            prefix_affinity=True)
     outputs = 6 * n
     if trace_k >= 0:
         outputs += n * (2 + 6 * trace_k)
-    return workload + 8 * (working + outputs)
+    return workload + working + 8 * outputs
 
 
 def check_memory(need_bytes: int, what: str) -> None:
