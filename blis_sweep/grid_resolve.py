@@ -80,8 +80,24 @@ class Resolver:
         for values, lines in spec.distinct(WORKLOAD_KEYS + ("horizon", "num_requests")):
             if "spec" in values["workload"]:
                 self._check_spec(values, lines)
+            elif "trace" in values["workload"] and values["horizon"] is not None:
+                self._check_trace_order(values, lines)
         for values, lines in spec.distinct(ROUTING_KEYS):
             routing_weights(values, lambda key, msg: _err(spec, lines, key, msg))
+
+    def _check_trace_order(self, values: dict, lines: dict) -> None:
+        """With a horizon, `run` (like the reference) stops reading a trace at its first row past
+        the horizon; a later row within it would be simulated here but not there, so refuse it."""
+        horizon = values["horizon"]
+        arrivals = self.trace_workload(values["workload"]["trace"]).arrival_ticks
+        past = np.flatnonzero(arrivals > horizon)
+        if past.size and np.any(arrivals[past[0]:] <= horizon):
+            k = int(past[0])
+            j = k + int(np.flatnonzero(arrivals[k:] <= horizon)[0])
+            raise _err(self.spec, lines, "horizon",
+                       f"trace {values['workload']['trace']}: row {j} arrives within the horizon ({horizon} us) "
+                       f"after row {k}, which arrives past it; with a horizon the rows must be sorted by arrived_at "
+                       f"(reading stops at the first row past the horizon, as the reference does)")
 
     def _check_workload(self, values: dict, lines: dict) -> None:
         wl = values["workload"]

@@ -272,6 +272,11 @@ CASES = [
     Case("grid-trace-bad-row", ["grid", "s.yaml", "--out", "out"], ("bad.csv", "row"),
          files={"s.yaml": sweep(base__workload={"trace": "bad.csv"}, base__rate=None, axes={"tp": [1, 2]}),
                 "bad.csv": BAD_ROW_TRACE}),
+    Case("grid-trace-unsorted-horizon", ["grid", "s.yaml", "--out", "out"], ("unsorted.csv", "horizon", "sorted"),
+         files={"s.yaml": sweep(base__workload={"trace": "unsorted.csv"}, base__rate=None, base__horizon=150000,
+                                axes={"tp": [1, 2]}),
+                "unsorted.csv": "arrived_at,num_prefill_tokens,num_decode_tokens,prefill_tokens,decode_tokens\n"
+                                '0.1,2,2,"[1,2]","[3,4]"\n0.2,2,2,"[1,5]","[6,7]"\n0.12,2,2,"[1,8]","[9,10]"\n'}),
     Case("grid-memory", ["grid", "s.yaml", "--out", "out"], ("memory", "BLIS_SWEEP_MEMORY_LIMIT"),
          files={"s.yaml": sweep(base__num_requests=5000000)}, env=SMALL_MEMORY),
     Case("grid-out-is-file", ["grid", "s.yaml", "--out", "s.yaml"], ("s.yaml", "not a directory"),
