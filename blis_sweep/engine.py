@@ -245,8 +245,17 @@ def _cache_dir() -> Path:
 
 
 def kernels_cached() -> bool:
-    """Whether Numba's on-disk cache already holds the compiled batch kernel for these sources."""
-    return any(_cache_dir().rglob("*simulate_batch_nb*.nbi"))
+    """Whether Numba's on-disk cache already holds the compiled batch kernel for these sources.
+
+    Numba keys its cache by the source file's path and modification stamp, so another checkout
+    of the same sources (same cache directory) does not count; its index tells, when readable.
+    """
+    cache = getattr(simulate_batch_nb, "_cache", None)
+    try:
+        return bool(cache._cache_file._load_index())  # empty when missing or stale for this file
+    except Exception:  # noqa: BLE001 - Numba internals moved: fall back to looking for the file
+        path = Path(getattr(cache, "_cache_path", _cache_dir()))
+        return any(path.glob("*simulate_batch_nb*.nbi"))
 
 
 def _expected_compile_s() -> int:
