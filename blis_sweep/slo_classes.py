@@ -19,9 +19,10 @@ import math
 
 import numpy as np
 
+from blis_sweep.steady_state import PERCENTILES, percentiles_or_inf, window_latencies_ms
+
 CLASS_COLUMN_NAMES = ("realtime", "interactive", "batch", "unclassified")
 SPEC_CLASS_OF = {"realtime": "realtime", "interactive": "interactive", "batch": "batch", "": "unclassified"}
-PERCENTILES = (50, 90, 99)
 LATENCIES = ("ttft", "tpot", "e2e")
 CLASS_BOUND_KEYS = tuple(f"{m}_p{q}_ms" for m in LATENCIES for q in PERCENTILES)
 _METRICS = CLASS_BOUND_KEYS + ("slo_attainment",)
@@ -58,14 +59,8 @@ def class_metrics(labels, window: slice, completed: np.ndarray, has_ttft: np.nda
     row = empty_class_row()
     if labels is None:
         return row
-    sl = window
-    ttft = np.where(has_ttft[sl], ttft_us[sl] / 1000.0, np.inf)
-    out_len = output_len[sl]
-    tpot = np.where(completed[sl], np.where(out_len > 1, itl_sum_us[sl] / np.maximum(out_len - 1, 1), 0.0) / 1000.0,
-                    np.inf)
-    e2e = np.where(completed[sl], e2e_us[sl] / 1000.0, np.inf)
-    latencies = {"ttft": ttft, "tpot": tpot, "e2e": e2e}
-    codes = labels.slo_class[: completed.shape[0]][sl]
+    latencies = window_latencies_ms(window, completed, has_ttft, ttft_us, e2e_us, itl_sum_us, output_len)
+    codes = labels.slo_class[: completed.shape[0]][window]
     for code, spec_name in enumerate(labels.slo_names):
         cls = SPEC_CLASS_OF[spec_name]
         mine = codes == code
@@ -74,8 +69,8 @@ def class_metrics(labels, window: slice, completed: np.ndarray, has_ttft: np.nda
         if count == 0:
             continue
         for name in LATENCIES:
-            for q in PERCENTILES:
-                row[f"{cls}_{name}_p{q}_ms"] = _percentile(latencies[name][mine], q)
+            for q, value in zip(PERCENTILES, percentiles_or_inf(latencies[name][mine], PERCENTILES)):
+                row[f"{cls}_{name}_p{q}_ms"] = value
         bounds = (class_slo or {}).get(cls)
         if bounds:
             good = np.ones(count, dtype=bool)
@@ -84,17 +79,7 @@ def class_metrics(labels, window: slice, completed: np.ndarray, has_ttft: np.nda
                 metric, q = key.split("_")[0], int(key.split("_")[1][1:])
                 values = latencies[metric][mine]
                 good &= values <= bound
-                met &= _percentile(values, q) <= bound
+                met &= percentiles_or_inf(values, [q])[0] <= bound
             row[f"{cls}_slo_attainment"] = float(good.mean())
             row[f"{cls}_slo_met"] = bool(met)
     return row
-
-
-def _percentile(values: np.ndarray, q: int) -> float:
-    """Linear-interpolated percentile; infinite as soon as the upper neighbour is (never finished)."""
-    s = np.sort(values)
-    rank = q / 100.0 * (s.shape[0] - 1)
-    lo, hi = int(math.floor(rank)), int(math.ceil(rank))
-    if math.isinf(s[hi]):
-        return math.inf
-    return float(s[lo] + (rank - lo) * (s[hi] - s[lo]))

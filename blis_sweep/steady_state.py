@@ -102,16 +102,33 @@ def mser_cut(series: np.ndarray, batch: int = MSER_BATCH, max_fraction: float = 
     return int(np.argmin(stat[: last + 1])) * batch
 
 
-def _percentiles(values: np.ndarray) -> list[float]:
-    if values.size == 0:
-        return [math.nan] * (1 + len(PERCENTILES))
+def percentiles_or_inf(values: np.ndarray, qs) -> list[float]:
+    """Linear-interpolated percentiles; infinite where one reaches into requests that never
+    finished (their latency is infinite)."""
     finite = np.isfinite(values)
     if finite.all():
-        return [float(values.mean()), *(float(v) for v in np.percentile(values, PERCENTILES))]
-    # unfinished requests: any percentile that reaches into them is infinite
+        return [float(v) for v in np.percentile(values, qs)]
     top = float(values[finite].max()) if finite.any() else 0.0
-    qs = np.percentile(np.where(finite, values, 1e300), PERCENTILES)
-    return [math.inf, *(math.inf if q > top else float(q) for q in qs)]
+    return [math.inf if q > top else float(q) for q in np.percentile(np.where(finite, values, 1e300), qs)]
+
+
+def _percentiles(values: np.ndarray) -> list[float]:
+    """[mean, *PERCENTILES] of one latency; NaN for no requests."""
+    if values.size == 0:
+        return [math.nan] * (1 + len(PERCENTILES))
+    return [float(values.mean()), *percentiles_or_inf(values, PERCENTILES)]
+
+
+def window_latencies_ms(sl: slice, completed: np.ndarray, has_ttft: np.ndarray, ttft_us: np.ndarray,
+                        e2e_us: np.ndarray, itl_sum_us: np.ndarray, output_len: np.ndarray) -> dict[str, np.ndarray]:
+    """TTFT, TPOT and E2E (ms) of the requests in `sl`; a request that never got that far is infinitely late."""
+    out_len = output_len[sl]
+    return {
+        "ttft": np.where(has_ttft[sl], ttft_us[sl] / 1000.0, np.inf),
+        "tpot": np.where(completed[sl], np.where(out_len > 1, itl_sum_us[sl] / np.maximum(out_len - 1, 1), 0.0)
+                         / 1000.0, np.inf),
+        "e2e": np.where(completed[sl], e2e_us[sl] / 1000.0, np.inf),
+    }
 
 
 def overloaded(growth: float, rise: float, residual_std: float, settings: SteadySettings) -> bool:
@@ -181,10 +198,8 @@ def steady_metrics(arrival_us: np.ndarray, completed: np.ndarray, has_ttft: np.n
 
     # latencies of the window's requests (never finished = infinitely late)
     sl = slice(lo, hi)
-    ttft = np.where(has_ttft[sl], ttft_us[sl] / 1000.0, np.inf)
-    out_len = output_len[sl]
-    tpot = np.where(completed[sl], np.where(out_len > 1, itl_sum_us[sl] / np.maximum(out_len - 1, 1), 0.0) / 1000.0,
-                    np.inf)
+    latencies = window_latencies_ms(sl, completed, has_ttft, ttft_us, e2e_us, itl_sum_us, output_len)
+    ttft, tpot = latencies["ttft"], latencies["tpot"]
     sched = np.where(scheduled[sl], sched_us[sl] / 1000.0, np.inf)
     for name, values in (("ttft", ttft), ("tpot", tpot), ("e2e", e2e[sl]), ("scheduling_delay", sched)):
         stats = _percentiles(values)
