@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from blis_sweep.engine import pack_workloads, simulate  # noqa: E402
 from blis_sweep.sim_config import RoutingPolicy, SimConfig  # noqa: E402
-from blis_sweep.workload import distribution_workload  # noqa: E402
+from blis_sweep.workloads.requests import distribution_workload  # noqa: E402
 from blis_sweep.kernels import layout as L  # noqa: E402
 
 # trained llama-3.1-8b H100 coefficients (model_configs/defaults.yaml)

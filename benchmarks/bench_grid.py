@@ -33,7 +33,7 @@ HISTORY = Path(__file__).resolve().parent / "history.jsonl"
 _CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from blis_sweep.grid_run import run_grid
+from blis_sweep.sweep.run import run_grid
 s = run_grid(sys.argv[1], out=sys.argv[2], overwrite=True, quiet=True)
 import numba
 print(json.dumps({"inner_s": time.perf_counter() - t0, "wall_s": s.wall_s, "compile_s": s.compile_s,
@@ -80,7 +80,7 @@ def main() -> int:
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from blis_sweep.run_info import cpu_model, git_commit, package_versions
+    from blis_sweep.sweep.run_info import cpu_model, git_commit, package_versions
 
     spec = args.spec.resolve()
     for i in range(args.repeats):

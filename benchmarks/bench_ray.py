@@ -51,7 +51,7 @@ def _bench_spec(spec: Path, chunk_size: int, num_requests: int | None, tmp: Path
 def run_local(spec: Path, out: Path) -> dict:
     import numba
 
-    from blis_sweep.grid_run import run_grid
+    from blis_sweep.sweep.run import run_grid
 
     s = run_grid(spec, out=out, quiet=True, overwrite=True)
     run_s = s.wall_s - s.compile_s
@@ -63,9 +63,9 @@ def run_local(spec: Path, out: Path) -> dict:
 def run_ray(spec: Path, out: Path, workers: int) -> tuple[dict, dict]:
     import ray
 
-    from blis_sweep.grid_run import chunk_entries, run_grid
-    from blis_sweep.grid_spec import load_grid_spec
-    from blis_sweep.ray_backend import RayBackend
+    from blis_sweep.sweep.run import chunk_entries, run_grid
+    from blis_sweep.sweep.spec import load_grid_spec
+    from blis_sweep.sweep.ray_backend import RayBackend
 
     backend = RayBackend(workers=workers)
     try:

@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_engine import ALPHA, BETA, cpu_model, emit  # noqa: E402
-from blis_sweep import trace_csv  # noqa: E402
-from blis_sweep.trace_csv import read_trace  # noqa: E402
+from blis_sweep.workloads import traces as trace_csv  # noqa: E402
+from blis_sweep.workloads.traces import read_trace  # noqa: E402
 
 VOCAB = np.array([str(k) for k in range(128000)], dtype=object)
 

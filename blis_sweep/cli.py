@@ -42,11 +42,11 @@ def run(ctx: typer.Context) -> None:
     """Drop-in for the reference simulator's `run` (same flags, same output). `run --help` lists the flags."""
     argv = list(ctx.args)
     if "-h" in argv or "--help" in argv:
-        from blis_sweep.run_help import run_help_text
+        from blis_sweep.reference.help import run_help_text
 
         typer.echo(run_help_text())
         return
-    from blis_sweep.run_command import run_reference
+    from blis_sweep.reference.command import run_reference
 
     try:
         code = run_reference(argv)
@@ -67,15 +67,15 @@ def warmup() -> None:
         typer.echo(f"simulation kernels already compiled (loaded from the cache in {seconds:.1f} s)", err=True)
 
 
-from blis_sweep import grid_cli  # noqa: E402  (commands register on the app above)
+from blis_sweep.sweep import cli as sweep_cli  # noqa: E402  (commands register on the app above)
 
-grid_cli.register(app)
+sweep_cli.register(app)
 
-from blis_sweep import report_cli  # noqa: E402
+from blis_sweep.report import cli as report_cli  # noqa: E402
 
 report_cli.register(app)
 
-from blis_sweep import plan_cli  # noqa: E402
+from blis_sweep.plan import cli as plan_cli  # noqa: E402
 
 plan_cli.register(app)
 

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from blis_sweep.sim_config import RoutingPolicy, SimConfig
-from blis_sweep.workload_arrays import Workload
+from blis_sweep.workloads.arrays import Workload
 from blis_sweep.kernels import layout as L
 from blis_sweep.kernels import state as S
 from blis_sweep.kernels.engine import simulate_batch_nb
@@ -294,7 +294,7 @@ def _warm_up_run() -> None:
     """Touch every kernel entry point once: trace parsing, prefix hashes, the batch simulation."""
     import tempfile
 
-    from blis_sweep.trace_csv import read_trace
+    from blis_sweep.workloads.traces import read_trace
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "warmup.csv"

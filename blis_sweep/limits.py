@@ -136,7 +136,7 @@ class WorkloadSize:
 
     @staticmethod
     def of(workload) -> "WorkloadSize":
-        """The size of a built Workload (blis_sweep.workload_arrays)."""
+        """The size of a built Workload (blis_sweep.workloads.arrays)."""
         n = workload.num_requests
         return WorkloadSize(n, int(workload.input_len.sum()), int(workload.output_len.sum()),
                             int(workload.input_len.max()) if n else 0)

@@ -3,7 +3,7 @@
 The reference draws distribution workloads from Go's math/rand: an additive lagged
 Fibonacci generator (607 lags, tap 273) seeded through a Lehmer generator and a table
 of constants, Intn by rejection on Int31, and NormFloat64 by the ziggurat method with
-float32 tables. The constant tables come from blis_sweep/data/go_math_rand_tables.json
+float32 tables. The constant tables come from blis_sweep/go/go_math_rand_tables.json
 (Go's BSD licence next to it); the state is one uint64 array: vec[0:607], tap, feed.
 """
 import math

@@ -2,7 +2,7 @@
 (JSON lists of integers) parsed straight from the bytes.
 
 Only plain CSV is split here (see split_plain_csv_nb); anything else is left to the
-row-by-row reader in blis_sweep.trace_csv. The token-list grammar is that reader's
+row-by-row reader in blis_sweep.workloads.traces. The token-list grammar is that reader's
 (_INT_LIST): JSON whitespace, `[`, integers without leading zeros separated by commas,
 `]`; or `null` (an empty list).
 """

@@ -30,7 +30,7 @@ WALL = ("sim_start_timestamp", "sim_end_timestamp", "simulation_duration_s")
 
 def flags_of(args: list[str]) -> dict:
     """The given flags and their values, as the shared cases' `flags`."""
-    from blis_sweep.run_argv import parse_run_argv
+    from blis_sweep.reference.argv import parse_run_argv
 
     parsed = parse_run_argv(args[1:])
     names = [a[2:].split("=")[0] for a in args[1:] if a.startswith("--")]

@@ -376,8 +376,8 @@ def test_help_and_version_exit_0(tmp_path, args):
 def test_run_help_describes_every_flag():
     from dataclasses import fields
 
-    from blis_sweep.run_args import RunFlags
-    from blis_sweep.run_help import FLAG_HELP, run_help_text
+    from blis_sweep.reference.args import RunFlags
+    from blis_sweep.reference.help import FLAG_HELP, run_help_text
 
     names = [f.name for f in fields(RunFlags) if f.name != "explicit"]
     assert [n for n in names if not FLAG_HELP.get(n)] == []

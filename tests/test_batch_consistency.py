@@ -11,7 +11,7 @@ import pytest
 
 from blis_sweep.engine import simulate
 from blis_sweep.sim_config import AdmissionPolicy, RooflineParams, RoutingPolicy, SimConfig
-from blis_sweep.workload import distribution_workload
+from blis_sweep.workloads.requests import distribution_workload
 from blis_sweep.kernels import layout as L
 
 ALPHA = (232.46191091038054, 1.752360364195244, 3357.4400353290152)

@@ -11,9 +11,9 @@ import textwrap
 import polars as pl
 import pytest
 
-from blis_sweep.capacity import (CapacitySlo, Probe, SearchPoint, SearchSettings, _ProbeStore, derived_attainment,
+from blis_sweep.sweep.capacity import (CapacitySlo, Probe, SearchPoint, SearchSettings, _ProbeStore, derived_attainment,
                                  search_capacity)
-from blis_sweep.steady_state import Attainment
+from blis_sweep.sweep.steady_state import Attainment
 
 LLAMA = "meta-llama/llama-3.1-8b-instruct"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blis_sweep.curves import compute_curves
+from blis_sweep.sweep.curves import compute_curves
 from blis_sweep.errors import BlisError
 
 
@@ -113,8 +113,8 @@ def test_infeasible_rows_are_left_out_and_bad_slo_rejected():
 
 
 def test_plot_writes_an_image_and_rejects_unknown_types(tmp_path):
-    from blis_sweep.curves import Curves
-    from blis_sweep.curves_plot import plot_curves
+    from blis_sweep.sweep.curves import Curves
+    from blis_sweep.sweep.curves_plot import plot_curves
     from blis_sweep.errors import BlisError
 
     points = pl.DataFrame({"group_id": [0, 0, 0], "offered_rps": [1.0, 2.0, 4.0], "achieved_rps": [1.0, 2.0, 3.0],

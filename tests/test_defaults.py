@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from blis_sweep.defaults import (coefficients, default_specs, load_defaults, workload_preset,
+from blis_sweep.data.defaults import (coefficients, default_specs, load_defaults, workload_preset,
                                  workload_preset_names)
 from blis_sweep.errors import BlisError
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from blis_sweep.engine import simulate
 from blis_sweep.sim_config import PriorityPolicy, Scheduler, SimConfig
-from blis_sweep.workload_arrays import build_workload
+from blis_sweep.workloads.arrays import build_workload
 from blis_sweep.kernels import layout as L
 from tests.oracle_sim import OracleConfig, run_oracle
 
@@ -176,8 +176,8 @@ def spec_scenarios(draw):
 @given(spec_scenarios())
 def test_engine_equals_oracle_on_generated_spec_workloads(scenario):
     """The spec generator's requests (token ids included) simulated by the kernel and by the oracle."""
-    from blis_sweep.workload_spec import parse_workload_spec_text
-    from blis_sweep.workload_spec_gen import generate_spec_requests, generate_spec_workload
+    from blis_sweep.workloads.spec import parse_workload_spec_text
+    from blis_sweep.workloads.spec_gen import generate_spec_requests, generate_spec_workload
 
     text, cfg = scenario
     spec = parse_workload_spec_text(text)

@@ -7,7 +7,7 @@ import numpy as np
 
 from blis_sweep import engine
 from blis_sweep.sim_config import RoutingPolicy, SimConfig
-from blis_sweep.workload import distribution_workload
+from blis_sweep.workloads.requests import distribution_workload
 
 CHAT = dict(prefix_tokens=0, prompt_mean=512, prompt_std=256, prompt_min=2, prompt_max=7000,
             output_mean=256, output_std=128, output_min=2, output_max=7000)

@@ -1,7 +1,7 @@
 """Go math/rand compatibility: values printed by Go 1.19's rand.New(rand.NewSource(seed))."""
 import pytest
 
-from blis_sweep.go_random import go_tables
+from blis_sweep.go.rand import go_tables
 from blis_sweep.kernels.go_rand import go_int63_nb, go_intn_nb, go_norm_float64_nb, go_seed_nb
 
 # seed: (3 x Int63(), then 3 x Intn(128000), then 4 x NormFloat64()), from one stream

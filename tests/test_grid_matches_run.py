@@ -4,8 +4,8 @@ import textwrap
 
 import polars as pl
 
-from blis_sweep.grid_run import run_grid
-from blis_sweep.run_command import run_reference
+from blis_sweep.sweep.run import run_grid
+from blis_sweep.reference.command import run_reference
 from tests.parity_cases import parse_metric_blocks
 
 SWEEP = """\

@@ -12,16 +12,17 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from blis_sweep import engine, grid_io
+from blis_sweep import engine
+from blis_sweep.sweep import io as grid_io
 from blis_sweep.errors import BlisError
-from blis_sweep.grid_resolve import with_arrivals
-from blis_sweep.grid_run import CONFIGS_SCHEMA, chunk_file, run_grid
-from blis_sweep.hardware import gpu_calib
+from blis_sweep.sweep.resolve import with_arrivals
+from blis_sweep.sweep.run import CONFIGS_SCHEMA, chunk_file, run_grid
+from blis_sweep.data.hardware import gpu_calib
 from blis_sweep.metric_columns import METRIC_COLUMNS
-from blis_sweep.model_config import auto_kv_blocks, load_model_config, roofline_params
-from blis_sweep.paths import REPO_ROOT, model_config_dir_for
+from blis_sweep.data.model_config import auto_kv_blocks, load_model_config, roofline_params
+from blis_sweep.data.paths import REPO_ROOT, model_config_dir_for
 from blis_sweep.sim_config import INT64_MAX, SCHEDULER_NAMES, SimConfig
-from blis_sweep.workload import distribution_workload, preset_workload
+from blis_sweep.workloads.requests import distribution_workload, preset_workload
 
 LLAMA = "meta-llama/llama-3.1-8b-instruct"
 DIST = dict(prefix_tokens=16, prompt_mean=128, prompt_std=64, prompt_min=2, prompt_max=512, output_mean=32,
@@ -264,10 +265,10 @@ def test_infeasible_configs_are_rows_with_null_metrics(tmp_path):
 def test_cli_commands(tmp_path):
     import typer
 
-    from blis_sweep import grid_cli
+    from blis_sweep.sweep import cli as sweep_cli
 
     app = typer.Typer()
-    grid_cli.register(app)
+    sweep_cli.register(app)
     runner = CliRunner()
     out = tmp_path / "q"
     res = runner.invoke(app, ["grid", str(REPO_ROOT / "sweeps" / "quick.yaml"), "--out", str(out), "--quiet"])
@@ -279,11 +280,11 @@ def test_cli_commands(tmp_path):
 
 
 def test_example_sweeps_validate():
-    from blis_sweep.grid_resolve import Resolver
-    from blis_sweep.grid_spec import load_grid_spec
+    from blis_sweep.sweep.resolve import Resolver
+    from blis_sweep.sweep.spec import load_grid_spec
 
     sizes = {}
-    from blis_sweep.capacity import load_capacity_spec
+    from blis_sweep.sweep.capacity import load_capacity_spec
 
     for path in sorted((REPO_ROOT / "sweeps").glob("*.yaml")):
         spec = load_grid_spec(path)
@@ -295,7 +296,7 @@ def test_example_sweeps_validate():
 
 
 def test_trace_workload_and_horizon_rows_equal_engine_simulate(tmp_path):
-    from blis_sweep.workload import read_trace
+    from blis_sweep.workloads.requests import read_trace
 
     trace = REPO_ROOT / "tests" / "data" / "parity" / "v01_single_chat_prefix" / "trace.csv.gz"
     text = f"""\

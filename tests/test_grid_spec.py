@@ -5,13 +5,13 @@ import textwrap
 
 import pytest
 
-from blis_sweep.defaults import coefficients
+from blis_sweep.data.defaults import coefficients
 from blis_sweep.errors import BlisError
-from blis_sweep.grid_resolve import Resolver
-from blis_sweep.grid_spec import parse_grid_spec_text, parse_slo_args
-from blis_sweep.hardware import gpu_calib
-from blis_sweep.model_config import auto_kv_blocks, load_model_config
-from blis_sweep.paths import model_config_dir_for
+from blis_sweep.sweep.resolve import Resolver
+from blis_sweep.sweep.spec import parse_grid_spec_text, parse_slo_args
+from blis_sweep.data.hardware import gpu_calib
+from blis_sweep.data.model_config import auto_kv_blocks, load_model_config
+from blis_sweep.data.paths import model_config_dir_for
 
 LLAMA = "meta-llama/llama-3.1-8b-instruct"
 

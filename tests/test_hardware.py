@@ -4,7 +4,7 @@ import math
 import pytest
 
 from blis_sweep.errors import BlisError
-from blis_sweep.hardware import all_gpu_calibs, available_gpus, gpu_calib
+from blis_sweep.data.hardware import all_gpu_calibs, available_gpus, gpu_calib
 
 CALIB_KEYS = ("BwEffConstant", "TOverheadMicros", "perLayerOverhead", "mfuPrefill", "mfuDecode", "allReduceLatency")
 H100 = {"TFlopsPeak": 989.5, "BwPeakTBs": 3.35, "BwEffConstant": 0.72, "TOverheadMicros": 500.0,

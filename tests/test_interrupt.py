@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from blis_sweep.grid_io import TMP_MARK, parquet_identity
+from blis_sweep.sweep.io import TMP_MARK, parquet_identity
 
 BLIS = str(Path(sys.executable).parent / "blis-sweep")
 SWEEP = """\

@@ -3,10 +3,10 @@ import json
 import pytest
 
 from blis_sweep.errors import BlisError
-from blis_sweep.hardware import gpu_calib
-from blis_sweep.model_config import (auto_kv_blocks, kv_bytes_per_token, load_model_config, model_config_from_dict,
+from blis_sweep.data.hardware import gpu_calib
+from blis_sweep.data.model_config import (auto_kv_blocks, kv_bytes_per_token, load_model_config, model_config_from_dict,
                                      parameter_count, roofline_params, weight_bytes)
-from blis_sweep.paths import (available_model_config_dirs, bundled_defaults_yaml, bundled_hardware_config,
+from blis_sweep.data.paths import (available_model_config_dirs, bundled_defaults_yaml, bundled_hardware_config,
                               bundled_model_configs_dir, model_config_dir_for)
 from blis_sweep.sim_config import RooflineParams
 

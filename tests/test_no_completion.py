@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from blis_sweep.run_command import run_reference
+from blis_sweep.reference.command import run_reference
 from tests.parity_cases import parse_metric_blocks, parse_sections
 
 DATA = Path(__file__).resolve().parent / "data" / "no_completion"

@@ -1,5 +1,5 @@
 """The wheel carries its data: model configs, defaults.yaml, the GPU table, example sweeps
-and the Go tables, under blis_sweep/bundled and blis_sweep/data; installed outside the
+and the Go tables, under blis_sweep/bundled and blis_sweep/go; installed outside the
 checkout, blis-sweep finds them through importlib.resources. (.ci/run also installs the
 wheel with its dependencies into a fresh virtual environment and runs run/grid/curves.)"""
 import os
@@ -29,7 +29,7 @@ def test_wheel_holds_the_data_and_no_top_level_kernels(wheel):
         for p in (REPO / folder).rglob("*"):
             if p.is_file():
                 assert f"blis_sweep/bundled/{folder}/{p.relative_to(REPO / folder).as_posix()}" in names
-    assert "blis_sweep/data/go_math_rand_tables.json" in names and "blis_sweep/data/GO_LICENSE" in names
+    assert "blis_sweep/go/go_math_rand_tables.json" in names and "blis_sweep/go/GO_LICENSE" in names
     assert "blis_sweep/kernels/engine.py" in names
     assert {n.split("/")[0] for n in names if not n.startswith("blis_sweep-")} == {"blis_sweep"}
 
@@ -42,7 +42,7 @@ def test_installed_wheel_finds_its_data_outside_the_checkout(wheel, tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}
-    code = ("import blis_sweep.paths as p, blis_sweep.go_random as g; "
+    code = ("import blis_sweep.data.paths as p, blis_sweep.go.rand as g; "
             "print(p.bundled_defaults_yaml()); print(p.bundled_hardware_config()); "
             "print(p.bundled_sweep('quick.yaml')); "
             "print(p.model_config_dir_for('meta-llama/llama-3.1-8b-instruct')); print(len(g.go_tables()[0]))")

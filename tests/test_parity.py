@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from blis_sweep.run_command import run_reference
+from blis_sweep.reference.command import run_reference
 from tests.parity_cases import ALL_CASES, PARITY_DIR, load_case, parse_metric_blocks, parse_sections, stage_case
 
 WALL_CLOCK_FIELDS = {"sim_start_timestamp", "sim_end_timestamp", "simulation_duration_s"}

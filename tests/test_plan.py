@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from blis_sweep.plan import judge
+from blis_sweep.plan.planner import judge
 
 DATA = Path(__file__).parent / "data" / "plan"
 SMALL = DATA / "plan_small.yaml"
@@ -181,7 +181,7 @@ def test_plan_needs_an_slo(tmp_path):
 
 
 def test_user_prices_override_the_bundled_ones(tmp_path):
-    from blis_sweep.plan_prices import load_prices
+    from blis_sweep.data.prices import load_prices
 
     (tmp_path / "p.yaml").write_text("prices:\n  H100: {usd_per_gpu_hour: 1.25, source: contract, date: '2026-11-01'}\n")
     bundled = load_prices()

@@ -15,8 +15,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from blis_sweep.grid_run import chunk_file, run_grid
-from blis_sweep.paths import REPO_ROOT
+from blis_sweep.sweep.run import chunk_file, run_grid
+from blis_sweep.data.paths import REPO_ROOT
 
 QUICK = REPO_ROOT / "sweeps" / "quick.yaml"
 NO_RAY = "Ray is not installed; pip install 'blis-sweep[ray]' to test --backend ray"
@@ -58,7 +58,7 @@ def cli(*args, env=None, cwd=None):
 
 
 def backend(**kwargs):
-    from blis_sweep.ray_backend import RayBackend
+    from blis_sweep.sweep.ray_backend import RayBackend
 
     return RayBackend(**kwargs)
 
@@ -232,7 +232,7 @@ search:
 
 
 def test_capacity_search_on_ray_equals_local(ray_cluster, tmp_path):
-    from blis_sweep.capacity import run_capacity
+    from blis_sweep.sweep.capacity import run_capacity
 
     spec = tmp_path / "tiny_cap.yaml"
     spec.write_text(CAPACITY_SPEC)

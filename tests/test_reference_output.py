@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blis_sweep.fitness import fitness_score, parse_fitness_weights
-from blis_sweep.go_format import go_float, go_fmt_f, go_fmt_v, go_json_string, go_quote
-from blis_sweep.reference_output import (
+from blis_sweep.reference.fitness import fitness_score, parse_fitness_weights
+from blis_sweep.go.format import go_float, go_fmt_f, go_fmt_v, go_json_string, go_quote
+from blis_sweep.reference.output import (
     METRICS_FIELDS,
     RequestResults,
     anomaly_block,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from blis_sweep.run_command import run_reference
+from blis_sweep.reference.command import run_reference
 from tests.parity_cases import REPO, parse_metric_blocks
 
 CASES_DIR = REPO / "tests" / "data" / "reference_runs"

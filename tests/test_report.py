@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blis_sweep.report_charts import pareto_front
+from blis_sweep.report.charts import pareto_front
 
 
 def blis(*args):

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from blis_sweep.errors import BlisError
-from blis_sweep.fitness import parse_fitness_weights
-from blis_sweep.go_strconv import parse_float, parse_int
-from blis_sweep.policy_bundle import load_policy_bundle
-from blis_sweep.run_args import RunFlags, flag_names, resolve_run
-from blis_sweep.run_argv import parse_run_argv
+from blis_sweep.reference.fitness import parse_fitness_weights
+from blis_sweep.go.strconv import parse_float, parse_int
+from blis_sweep.reference.policy_bundle import load_policy_bundle
+from blis_sweep.reference.args import RunFlags, flag_names, resolve_run
+from blis_sweep.reference.argv import parse_run_argv
 from blis_sweep.sim_config import INT64_MAX, AdmissionPolicy, PriorityPolicy, RoutingPolicy, Scheduler
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blis_sweep.steady_state import (STEADY_COLUMNS, Attainment, SteadySettings, mser_cut, parse_attainment,
+from blis_sweep.sweep.steady_state import (STEADY_COLUMNS, Attainment, SteadySettings, mser_cut, parse_attainment,
                                      parse_steady_settings, SettingError, steady_metrics)
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blis_sweep import trace_csv
+from blis_sweep.workloads import traces as trace_csv
 from blis_sweep.errors import BlisError
 from blis_sweep.sim_config import INT64_MAX
 

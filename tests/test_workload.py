@@ -7,7 +7,7 @@ import pytest
 
 from blis_sweep.errors import BlisError
 from blis_sweep.sim_config import INT64_MAX
-from blis_sweep.workload import (constant_arrival_ticks, distribution_workload, poisson_arrival_ticks,
+from blis_sweep.workloads.requests import (constant_arrival_ticks, distribution_workload, poisson_arrival_ticks,
                                  preset_workload, read_trace)
 
 PARITY = Path(__file__).parent / "data" / "parity"

@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blis_sweep.errors import BlisError
-from blis_sweep.go_random import go_tables
+from blis_sweep.go.rand import go_tables
 from blis_sweep.kernels.go_rand import go_exp_float64_nb, go_seed_nb
-from blis_sweep.workload_spec import load_workload_spec, parse_workload_spec_text
-from blis_sweep.workload_spec_gen import (
+from blis_sweep.workloads.spec import load_workload_spec, parse_workload_spec_text
+from blis_sweep.workloads.spec_gen import (
     empirical_cdf, generate_spec_workload, go_exp_tables, weibull_shape, workload_gen_seed,
 )
 from tests.parity_cases import PARITY_DIR

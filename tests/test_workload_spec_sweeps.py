@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 
 from blis_sweep.errors import BlisError
-from blis_sweep.grid_run import run_grid
-from blis_sweep.grid_spec import load_grid_spec
-from blis_sweep.grid_resolve import Resolver
-from blis_sweep.run_command import run_reference
+from blis_sweep.sweep.run import run_grid
+from blis_sweep.sweep.spec import load_grid_spec
+from blis_sweep.sweep.resolve import Resolver
+from blis_sweep.reference.command import run_reference
 from tests.parity_cases import parse_metric_blocks
 
 MIX = """\
