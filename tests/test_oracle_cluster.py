@@ -1,7 +1,7 @@
 """The oracle's cluster model (tests/oracle_sim.py) against the reference and against the engine.
 
 1. The oracle reproduces the reference's recorded cluster cases (every routing policy,
-   token-bucket admission, the tiered KV cache): per-request TTFT/E2E/ITL/scheduling
+   token-bucket admission, the tiered KV cache, two workload-spec clusters): per-request TTFT/E2E/ITL/scheduling
    delay exactly, every metrics block (per instance and merged) to a relative 1e-9.
 2. Random small clusters (1-4 instances, every routing and admission policy, admission
    and routing latencies, tiny GPU caches with a CPU tier, shared prefixes, blackbox or
@@ -13,6 +13,7 @@ The engine is reached through its public entry point only (`blis_sweep.engine.si
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 
@@ -32,14 +33,15 @@ from tests.oracle_sim import (
 )
 from tests.oracle_sim import RooflineParams as OracleRoofline
 from tests.test_oracle_parity import (
-    GPU_SPECS, PARITY, _close, _model_params, _parse_flags, config_from_cli, load_expected_requests, load_trace,
+    GPU_SPECS, PARITY, _close, _model_params, _parse_flags, config_from_cli, load_trace,
 )
 
 # ---------------------------------------------------------------- 1. the recorded cluster cases
 
 CLUSTER_CASES = ["v09_cluster_round_robin", "v10_cluster_least_loaded", "v11_cluster_weighted",
                  "v12_cluster_prefix_affinity", "v13_cluster_always_busiest_fitness_trace",
-                 "v14_admission_token_bucket", "v17_tiered_kv"]
+                 "v14_admission_token_bucket", "v17_tiered_kv", "w04_cluster3_weighted_four_clients",
+                 "w08_spec_horizon_past_run_horizon"]
 _CLUSTER_FLAGS = {  # flag -> (OracleConfig field, type)
     "num-instances": ("num_instances", int), "routing-policy": ("routing_policy", str),
     "admission-policy": ("admission_policy", str), "admission-latency": ("admission_latency", int),
@@ -68,17 +70,42 @@ def cluster_config_from_cli(args: list[str]) -> OracleConfig:
     return dataclasses.replace(config_from_cli(single), **cluster)
 
 
+def case_requests(case_dir, cfg: OracleConfig) -> tuple[list[int], list[list[int]], list[list[int]]]:
+    """A case's requests: its trace, or what its workload spec generates (the project's generator,
+    itself checked request by request against the reference in tests/test_parity.py)."""
+    if (case_dir / "trace.csv.gz").exists():
+        return load_trace(case_dir)
+    import numpy as np
+
+    from blis_sweep.workload_spec import load_workload_spec
+    from blis_sweep.workload_spec_gen import generate_spec_requests
+
+    arrivals, in_len, out_len, tokens, _ = generate_spec_requests(load_workload_spec(case_dir / "workload_spec.yaml"),
+                                                                  cfg.horizon)
+    starts = np.concatenate([[0], np.cumsum(in_len + out_len)])
+    inputs = [tokens[starts[r]:starts[r] + in_len[r]].tolist() for r in range(len(in_len))]
+    outputs = [tokens[starts[r] + in_len[r]:starts[r + 1]].tolist() for r in range(len(in_len))]
+    return arrivals.tolist(), inputs, outputs
+
+
+def expected_requests(case_dir) -> dict[str, dict[str, float]]:
+    with open(case_dir / "requests.csv", newline="") as fh:
+        return {row["request_id"]: {k: float(v) for k, v in row.items()
+                                    if k not in ("request_id", "slo_class", "tenant_id")}
+                for row in csv.DictReader(fh)}
+
+
 def compare_cluster_case(name: str) -> list[str]:
     case_dir = PARITY / name
     case = json.loads((case_dir / "case.json").read_text())
     args = case["reference_cli_args"]
     cfg = cluster_config_from_cli(args)
-    res = run_oracle(*load_trace(case_dir), cfg)
+    res = run_oracle(*case_requests(case_dir, cfg), cfg)
     for kv in res.extra["kv_states"]:
         check_kv_invariants(dataclasses.replace(res, kv_state=kv))
     problems = []
     produced = {r["id"]: r for r in res.requests if r["first_token"]}
-    expected = load_expected_requests(case_dir)
+    expected = expected_requests(case_dir)
     if set(produced) != set(expected):
         problems.append(f"request set differs: {sorted(set(produced) ^ set(expected))[:5]}")
     for rid, exp in expected.items():
