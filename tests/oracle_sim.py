@@ -1035,6 +1035,9 @@ def _summarize(instances: Sequence[OracleInstance], horizon: int) -> dict[str, A
     m["cache_hit_rate"] = sum(inst.kv.hit_rate() for inst in instances) / float(len(instances))
     m["kv_thrashing_rate"] = sum(inst.kv.cpu.thrashing_rate() if inst.kv.cpu else 0.0
                                  for inst in instances) / float(len(instances))
+    m["waiting_at_end"] = sum(len(inst.waitq) for inst in instances)
+    m["running_at_end"] = sum(len(inst.running) for inst in instances)
+    m["kv_used_at_end"] = sum(inst.kv.used for inst in instances)
     m["kv_offloads"] = sum(inst.kv.cpu.offloads if inst.kv.cpu else 0 for inst in instances)
     m["kv_reloads"] = sum(inst.kv.cpu.hits if inst.kv.cpu else 0 for inst in instances)
     m["peak_kv_blocks"] = max(inst.peak_kv for inst in instances)

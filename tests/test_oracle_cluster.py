@@ -277,10 +277,21 @@ def assert_cluster_engine_equals_oracle(scenario) -> None:
     assert metric(row, "completed_requests") == m["completed_requests"]
     assert metric(row, "sim_ended_ticks") == m["sim_ended_tick"]
     assert metric(row, "priority_inversions") == m["priority_inversions"]
+    # invariants: blocks and requests conserved, the clock never runs back
+    assert metric(row, "kv_used_at_end") + metric(row, "kv_free_at_end") == metric(row, "kv_total_blocks")
+    assert metric(row, "arrived_requests") == sum(
+        metric(row, k) for k in ("completed_requests", "waiting_at_end", "running_at_end", "rejected_requests",
+                                 "in_flight_at_end"))
+    assert metric(row, "clock_regressions") == 0
     for i, want in enumerate(oracle.extra["instances"]):
         inst = res.instances[0, i]
         assert metric(inst, "completed_requests") == want["completed_requests"], i
         assert metric(inst, "total_input_tokens") == want["total_input_tokens"], i
+        assert metric(inst, "total_output_tokens") == want["total_output_tokens"], i
+        assert metric(inst, "waiting_at_end") == want["waiting_at_end"], i
+        assert metric(inst, "running_at_end") == want["running_at_end"], i
+        assert metric(inst, "kv_used_at_end") == want["kv_used_at_end"], i
+        assert metric(inst, "kv_block_ticks") == want["kv_blocks_integral"], i
         assert metric(inst, "preemptions") == want["preemption_count"], i
         assert metric(inst, "kv_peak_blocks") == want["peak_kv_blocks"], i
         assert metric(inst, "cache_hit_rate") == want["cache_hit_rate"], i
@@ -288,6 +299,10 @@ def assert_cluster_engine_equals_oracle(scenario) -> None:
         assert metric(inst, "sim_ended_ticks") == want["sim_ended_tick"], i
     assert metric(row, "cache_hit_rate") == m["cache_hit_rate"]
     assert metric(row, "kv_thrashing_rate") == m["kv_thrashing_rate"]
+    if m["completed_requests"] > 0:
+        for key in ("e2e_mean_ms", "e2e_p99_ms", "ttft_mean_ms", "ttft_p99_ms", "itl_mean_ms", "itl_p90_ms",
+                    "scheduling_delay_p99_ms", "tokens_per_sec"):
+            assert metric(row, key) == m[key], key
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
