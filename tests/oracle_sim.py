@@ -2,10 +2,11 @@
 
 This module is a *test oracle*: it is written for readability and exactness, not
 speed, and it is independent of the project's fast engine (``kernels/`` and
-``blis_sweep``).  It models one serving instance behind the reference's cluster
-shell (always-admit admission, zero admission/routing latency, every request
-routed to the only instance), i.e. exactly what the reference's ``run`` command
-does with ``--num-instances 1``.
+``blis_sweep``).  It models what the reference's ``run`` command does with a
+trace: a cluster of ``num_instances`` identical serving instances (one by
+default) behind the control plane (admission policy and latency, routing policy
+and latency; :class:`OracleCluster`), each with a GPU KV cache and optionally a
+CPU tier (:class:`OracleCPUTier`), and blackbox or roofline step times.
 
 The reference is BLIS at commit d25e1935 plus four fixes (see
 the project README and the reference at commit d25e1935):
@@ -44,6 +45,10 @@ about 20,000 random small configurations (tiny KV caches, shared prefixes,
 same-tick arrivals, zero-output and empty-input requests, every scheduler and
 priority policy, roofline and blackbox step times, horizons): per-request
 TTFT/E2E/ITL/scheduling delay and all aggregate counters agreed exactly.
+The cluster, admission, routing and CPU-tier model matches the recorded cluster
+cases (tests/test_oracle_cluster.py) and, on configurations that keep clear of the
+four fixes, a local build of plain d25e1935
+(tests/check_oracle_against_reference_build.py).
 
 Public entry point: :func:`run_oracle`.
 """
