@@ -272,49 +272,45 @@ def assert_cluster_engine_equals_oracle(scenario) -> None:
         if want["scheduling_delay"] is not None:
             assert got["scheduling_delay"] == want["scheduling_delay"], (r, "scheduling delay")
     m, row = oracle.metrics, res.cluster[0]
-    assert metric(row, "rejected_requests") == m["rejected_requests"]
-    assert metric(row, "routed_requests") == m["routed_requests"]
-    assert metric(row, "completed_requests") == m["completed_requests"]
-    assert metric(row, "sim_ended_ticks") == m["sim_ended_tick"]
-    assert metric(row, "priority_inversions") == m["priority_inversions"]
+    for engine_name, oracle_name in (("rejected_requests", "rejected_requests"),
+                                     ("routed_requests", "routed_requests")):
+        assert metric(row, engine_name) == m[oracle_name], engine_name
+    for i, block in [(None, row)] + list(enumerate(res.instances[0])):
+        want = m if i is None else oracle.extra["instances"][i]
+        for engine_name, oracle_name in COUNTERS:
+            assert metric(block, engine_name) == want[oracle_name], (i, engine_name)
+    if m["completed_requests"] > 0:
+        for key in ("e2e_mean_ms", "e2e_p99_ms", "ttft_mean_ms", "ttft_p99_ms", "itl_mean_ms", "itl_p90_ms",
+                    "scheduling_delay_p99_ms", "tokens_per_sec"):
+            assert metric(row, key) == m[key], key
     # invariants: blocks and requests conserved, the clock never runs back
     assert metric(row, "kv_used_at_end") + metric(row, "kv_free_at_end") == metric(row, "kv_total_blocks")
     assert metric(row, "arrived_requests") == sum(
         metric(row, k) for k in ("completed_requests", "waiting_at_end", "running_at_end", "rejected_requests",
                                  "in_flight_at_end"))
     assert metric(row, "clock_regressions") == 0
-    for i, want in enumerate(oracle.extra["instances"]):
-        inst = res.instances[0, i]
-        assert metric(inst, "completed_requests") == want["completed_requests"], i
-        assert metric(inst, "total_input_tokens") == want["total_input_tokens"], i
-        assert metric(inst, "total_output_tokens") == want["total_output_tokens"], i
-        assert metric(inst, "waiting_at_end") == want["waiting_at_end"], i
-        assert metric(inst, "running_at_end") == want["running_at_end"], i
-        assert metric(inst, "kv_used_at_end") == want["kv_used_at_end"], i
-        assert metric(inst, "kv_block_ticks") == want["kv_blocks_integral"], i
-        assert metric(inst, "preemptions") == want["preemption_count"], i
-        assert metric(inst, "kv_peak_blocks") == want["peak_kv_blocks"], i
-        assert metric(inst, "cache_hit_rate") == want["cache_hit_rate"], i
-        assert metric(inst, "kv_thrashing_rate") == want["kv_thrashing_rate"], i
-        assert metric(inst, "sim_ended_ticks") == want["sim_ended_tick"], i
-    assert metric(row, "cache_hit_rate") == m["cache_hit_rate"]
-    assert metric(row, "kv_thrashing_rate") == m["kv_thrashing_rate"]
-    if m["completed_requests"] > 0:
-        for key in ("e2e_mean_ms", "e2e_p99_ms", "ttft_mean_ms", "ttft_p99_ms", "itl_mean_ms", "itl_p90_ms",
-                    "scheduling_delay_p99_ms", "tokens_per_sec"):
-            assert metric(row, key) == m[key], key
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-          database=None)
+# (engine metric, oracle metric) compared for every instance and for the merged block
+COUNTERS = [("completed_requests", "completed_requests"), ("total_input_tokens", "total_input_tokens"),
+            ("total_output_tokens", "total_output_tokens"), ("sim_ended_ticks", "sim_ended_tick"),
+            ("waiting_at_end", "waiting_at_end"), ("running_at_end", "running_at_end"),
+            ("kv_used_at_end", "kv_used_at_end"), ("kv_block_ticks", "kv_blocks_integral"),
+            ("preemptions", "preemption_count"), ("kv_peak_blocks", "peak_kv_blocks"),
+            ("cache_hit_rate", "cache_hit_rate"), ("kv_thrashing_rate", "kv_thrashing_rate"),
+            ("priority_inversions", "priority_inversions")]
+CLUSTER_SETTINGS = settings(max_examples=150, deadline=None, database=None,
+                            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+@CLUSTER_SETTINGS
 @seed(10_0006)
 @given(cluster_scenarios())
 def test_cluster_engine_equals_oracle(scenario):
     assert_cluster_engine_equals_oracle(scenario)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-          database=None)
+@CLUSTER_SETTINGS
 @seed(10_0007)
 @given(cluster_scenarios(kv_pressure=True))
 def test_tiered_kv_under_pressure_engine_equals_oracle(scenario):
