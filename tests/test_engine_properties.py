@@ -88,7 +88,7 @@ def test_engine_equals_oracle_and_keeps_invariants(scenario):
 # `-k small`: the same property on a few examples, for the slow debugging modes
 # (NUMBA_DISABLE_JIT=1 runs the kernel as Python; BLIS_SWEEP_NO_BORROW=1, see
 # tests/test_debug_switches.py). Seeded apart from the test above, so these examples add to it.
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @seed(20261129)
 @given(scenarios())
 def test_small_engine_equals_oracle_and_keeps_invariants(scenario):
@@ -194,7 +194,7 @@ def test_engine_equals_oracle_on_generated_spec_workloads(scenario):
     assert_engine_equals_oracle_on_spec(scenario)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @seed(20261129)
 @given(spec_scenarios())
 def test_small_engine_equals_oracle_on_generated_spec_workloads(scenario):
