@@ -31,11 +31,10 @@ from tests.oracle_sim import (  # noqa: E402
     ADMISSION_POLICIES, PRIORITY_POLICIES, ROUTING_POLICIES, SCHEDULERS, OracleConfig, RooflineParams, run_oracle,
 )
 from tests.parity_cases import REPO, parse_metric_blocks, parse_sections  # noqa: E402
-from tests.test_oracle_parity import GPU_SPECS, _close, _model_params  # noqa: E402
+from tests.test_oracle_cluster import MODELS, roofline_fields  # noqa: E402
+from tests.test_oracle_parity import GPU_SPECS, _close  # noqa: E402
 
 BLOCK = 4096
-MODELS = ["llama-3.1-8b-instruct", "qwen2.5-1.5b-instruct", "qwen3-14b", "codellama-34b-instruct-hf"]
-HW_NAMES = {"H100": "H100", "A100-SXM": "A100-SXM"}
 
 
 def random_case(rng: random.Random) -> tuple[list[str], list[list[int]], list[list[int]], list[str], OracleConfig]:
@@ -81,15 +80,10 @@ def random_case(rng: random.Random) -> tuple[list[str], list[list[int]], list[li
     cfg["alpha"] = tuple(alpha)
     if roofline:
         model, gpu, tp = rng.choice(MODELS), rng.choice(sorted(GPU_SPECS)), rng.choice([1, 2, 4, 8])
-        spec = GPU_SPECS[gpu]
         # zero beta coefficients (and the folder and calibration) select the roofline model
         flags.extend(["--beta-coeffs", "0,0,0", "--model-config-folder", f"model_configs/{model}",
-                      "--hardware-config", "hardware_config.json", "--hardware", HW_NAMES[gpu], "--tp", str(tp)])
-        cfg["roofline"] = RooflineParams(
-            **_model_params(model), tflops_peak=spec["TFlopsPeak"], bw_peak_tbs=spec["BwPeakTBs"],
-            bw_eff_constant=spec["BwEffConstant"], t_overhead_micros=spec["TOverheadMicros"],
-            per_layer_overhead=spec["perLayerOverhead"], mfu_prefill=spec["mfuPrefill"],
-            mfu_decode=spec["mfuDecode"], all_reduce_latency=spec["allReduceLatency"], tp=tp)
+                      "--hardware-config", "hardware_config.json", "--hardware", gpu, "--tp", str(tp)])
+        cfg["roofline"] = RooflineParams(**roofline_fields(model, gpu, tp))
     else:
         beta = [round(rng.uniform(100, 6000), 3), round(rng.uniform(0, 20), 3), round(rng.uniform(0, 10), 3)]
         flags.extend(["--beta-coeffs", ",".join(map(str, beta))])
@@ -128,7 +122,8 @@ def compare(stdout: str, results: dict, oracle, ticks: list[int]) -> list[str]:
         if r["e2e_ms"] != (want["e2e"] or 0) / 1e3:  # 0 for a request cut before completing
             problems.append(f"{r['requestID']} e2e {(want['e2e'] or 0) / 1e3} != {r['e2e_ms']}")
         if r["scheduling_delay_ms"] != (want["scheduling_delay"] or 0):
-            problems.append(f"{r['requestID']} scheduling delay {want['scheduling_delay']} != {r['scheduling_delay_ms']}")
+            problems.append(f"{r['requestID']} scheduling delay {want['scheduling_delay']} != "
+                            f"{r['scheduling_delay_ms']}")
         if not _close(float(r["itl_ms"]), want["itl"] or 0.0):
             problems.append(f"{r['requestID']} itl {want['itl']} != {r['itl_ms']}")
     if len(results.get("requests", [])) != sum(1 for r in oracle.requests if r["first_token"]):

@@ -1,8 +1,9 @@
 """The oracle's cluster model (tests/oracle_sim.py) against the reference and against the engine.
 
 1. The oracle reproduces the reference's recorded cluster cases (every routing policy,
-   token-bucket admission, the tiered KV cache, two workload-spec clusters): per-request TTFT/E2E/ITL/scheduling
-   delay exactly, every metrics block (per instance and merged) to a relative 1e-9.
+   token-bucket admission, the tiered KV cache, two workload-spec clusters): per-request
+   TTFT/E2E/ITL/scheduling delay exactly, every metrics block (per instance and merged) to a
+   relative 1e-9.
 2. Random small clusters (1-4 instances, every routing and admission policy, admission
    and routing latencies, tiny GPU caches with a CPU tier, shared prefixes, blackbox or
    roofline step times) give the same per-request results in the engine as in the
@@ -146,15 +147,19 @@ def test_oracle_matches_reference_cluster_cases(name: str) -> None:
 MODELS = ["llama-3.1-8b-instruct", "qwen2.5-1.5b-instruct", "qwen3-14b", "codellama-34b-instruct-hf"]
 
 
-@st.composite
-def roofline_params(draw) -> dict:
-    spec = GPU_SPECS[draw(st.sampled_from(sorted(GPU_SPECS)))]
-    return dict(**_model_params(draw(st.sampled_from(MODELS))),
-                tflops_peak=spec["TFlopsPeak"], bw_peak_tbs=spec["BwPeakTBs"],
+def roofline_fields(model: str, gpu: str, tp: int) -> dict:
+    """RooflineParams fields of a bundled model config on one of the reference's calibrated GPUs."""
+    spec = GPU_SPECS[gpu]
+    return dict(**_model_params(model), tflops_peak=spec["TFlopsPeak"], bw_peak_tbs=spec["BwPeakTBs"],
                 bw_eff_constant=spec["BwEffConstant"], t_overhead_micros=spec["TOverheadMicros"],
                 per_layer_overhead=spec["perLayerOverhead"], mfu_prefill=spec["mfuPrefill"],
-                mfu_decode=spec["mfuDecode"], all_reduce_latency=spec["allReduceLatency"],
-                tp=draw(st.sampled_from([1, 1, 2, 4, 8])))
+                mfu_decode=spec["mfuDecode"], all_reduce_latency=spec["allReduceLatency"], tp=tp)
+
+
+@st.composite
+def roofline_params(draw) -> dict:
+    return roofline_fields(draw(st.sampled_from(MODELS)), draw(st.sampled_from(sorted(GPU_SPECS))),
+                           draw(st.sampled_from([1, 1, 2, 4, 8])))
 
 
 @st.composite
