@@ -272,7 +272,7 @@ def ensure_compiled(announce: bool = True) -> float:
     and happens only once per installation (and after a kernel change).
     """
     global _kernels_ready
-    cold = not kernels_cached()
+    cold = not numba.config.DISABLE_JIT and not kernels_cached()  # NUMBA_DISABLE_JIT=1: Python, nothing to compile
     if cold and announce:
         print(f"compiling simulation kernels (one time, about {_expected_compile_s()} s)...", file=sys.stderr,
               flush=True)

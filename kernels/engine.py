@@ -10,7 +10,7 @@ the caller re-runs it with a larger CI_CAPACITY_SCALE.
 import numpy as np
 from numba import njit
 
-from .borrow import borrowed_nb
+from .borrow import borrowed_nb, keep_alive_nb
 from .decision_trace import record_routing_nb
 from .event_heap import cluster_pop_nb, cluster_push_nb, heap_pop_nb
 from .instance import on_arrival_nb, on_queued_nb, push_event_nb, step_nb
@@ -167,7 +167,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     ht_cap = _pow2_at_least_nb(block_cap + block_cap // 4 + 16)
 
     # Owning arrays; everything below works on borrowed views of them (kernels.borrow),
-    # and `owners` is touched at the end so that none is freed while its view is in use.
+    # and `owners` is passed to keep_alive_nb on every way out so that none is freed while its view is in use.
     owners = (
         np.zeros((n_inst, N_IS), dtype=np.int64),
         np.zeros((n_inst, N_IF)),
@@ -340,7 +340,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     out_cluster[c, :] = np.nan
     out_cluster[c, M_STATUS] = status
     if status != 0:
-        _keep_alive_nb(owners)
+        keep_alive_nb(owners)
         return
 
     # ---- finalize: per-instance blocks, then the merged cluster block
@@ -439,13 +439,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
             req_sched[c, r] = rq[r, R_SCHED_DELAY]
             req_flags[c, r] = rq[r, R_FLAGS]
             req_instance[c, r] = rq[r, R_INSTANCE]
-    _keep_alive_nb(owners)
-
-
-@njit(cache=True, error_model="numpy")
-def _keep_alive_nb(owners):
-    """A last use of the owning arrays, so they outlive every borrowed view."""
-    return len(owners)
+    keep_alive_nb(owners)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)

@@ -61,7 +61,7 @@ def scan_int_list_nb(data, start, end, out, pos, write):
         elif write:
             value = 0
             for j in range(first, k):
-                value = value * 10 + (data[j] - 48)
+                value = value * 10 + (np.int64(data[j]) - 48)  # int64 also as Python (uint8 would wrap)
             out[pos + count] = -value if negative else value
         count += 1
         k = _skip_ws_nb(data, k, end)

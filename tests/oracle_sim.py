@@ -2,10 +2,11 @@
 
 This module is a *test oracle*: it is written for readability and exactness, not
 speed, and it is independent of the project's fast engine (``kernels/`` and
-``blis_sweep``).  It models one serving instance behind the reference's cluster
-shell (always-admit admission, zero admission/routing latency, every request
-routed to the only instance), i.e. exactly what the reference's ``run`` command
-does with ``--num-instances 1``.
+``blis_sweep``).  It models what the reference's ``run`` command does with a
+trace: a cluster of ``num_instances`` identical serving instances (one by
+default) behind the control plane (admission policy and latency, routing policy
+and latency; :class:`OracleCluster`), each with a GPU KV cache and optionally a
+CPU tier (:class:`OracleCPUTier`), and blackbox or roofline step times.
 
 The reference is BLIS at commit d25e1935 plus four fixes (see
 the project README and the reference at commit d25e1935):
@@ -44,6 +45,10 @@ about 20,000 random small configurations (tiny KV caches, shared prefixes,
 same-tick arrivals, zero-output and empty-input requests, every scheduler and
 priority policy, roofline and blackbox step times, horizons): per-request
 TTFT/E2E/ITL/scheduling delay and all aggregate counters agreed exactly.
+The cluster, admission, routing and CPU-tier model matches the recorded cluster
+cases (tests/test_oracle_cluster.py) and, on configurations that keep clear of the
+four fixes, a local build of plain d25e1935
+(tests/check_oracle_against_reference_build.py).
 
 Public entry point: :func:`run_oracle`.
 """
@@ -59,6 +64,8 @@ INT64_MAX = 2**63 - 1
 
 SCHEDULERS = ("fcfs", "priority-fcfs", "sjf", "reverse-priority")
 PRIORITY_POLICIES = ("constant", "slo-based", "inverted-slo")
+ADMISSION_POLICIES = ("always-admit", "token-bucket", "reject-all")
+ROUTING_POLICIES = ("round-robin", "least-loaded", "weighted", "prefix-affinity", "always-busiest")
 
 
 class UndefinedReferenceBehaviour(RuntimeError):
@@ -105,6 +112,21 @@ class OracleConfig:
     priority_policy: str = "constant"
     # When set, the step time comes from the roofline model and ``beta`` is unused.
     roofline: RooflineParams | None = None
+    # The cluster: identical instances behind admission and routing (the reference's defaults).
+    num_instances: int = 1
+    admission_policy: str = "always-admit"
+    admission_latency: int = 0
+    routing_latency: int = 0
+    token_bucket_capacity: float = 10000.0
+    token_bucket_refill_rate: float = 1000.0
+    routing_policy: str = "round-robin"
+    routing_cache_weight: float = 0.6
+    routing_load_weight: float = 0.4
+    # Tiered KV: a CPU tier of this many blocks when > 0.
+    kv_cpu_blocks: int = 0
+    kv_offload_threshold: float = 0.9
+    kv_transfer_bandwidth: float = 100.0
+    kv_transfer_base_latency: int = 0
 
     def __post_init__(self) -> None:
         if self.total_kv_blocks <= 0:
@@ -115,6 +137,16 @@ class OracleConfig:
             raise ValueError(f"unknown scheduler {self.scheduler!r}")
         if self.priority_policy not in PRIORITY_POLICIES:
             raise ValueError(f"unknown priority policy {self.priority_policy!r}")
+        if self.num_instances < 1:
+            raise ValueError("num_instances must be >= 1")
+        if self.admission_policy not in ADMISSION_POLICIES:
+            raise ValueError(f"unknown admission policy {self.admission_policy!r}")
+        if self.routing_policy not in ROUTING_POLICIES:
+            raise ValueError(f"unknown routing policy {self.routing_policy!r}")
+        if self.routing_policy == "weighted" and not self.routing_cache_weight + self.routing_load_weight > 0:
+            raise ValueError("weighted routing needs a positive weight sum")  # the reference panics
+        if self.kv_cpu_blocks > 0 and not self.kv_transfer_bandwidth > 0:
+            raise ValueError("a CPU tier needs kv_transfer_bandwidth > 0")  # the reference panics
 
 
 # --------------------------------------------------------------------------
@@ -173,6 +205,7 @@ class OracleKVCache:
         self.used = 0
         self.hits = 0
         self.misses = 0
+        self.cpu: OracleCPUTier | None = None  # set by OracleCPUTier
         for blk in self.blocks:
             self._free_append(blk)
 
@@ -228,6 +261,15 @@ class OracleKVCache:
 
     # -- allocation ------------------------------------------------------------
     def allocate(self, req: _Req, start: int, end: int, cached: Sequence[int]) -> bool:
+        """Allocate on the GPU tier; with a CPU tier, a failure first reloads offloaded blocks
+        (:meth:`OracleCPUTier.reload`) and tries once more."""
+        if self.allocate_gpu(req, start, end, cached):
+            return True
+        if self.cpu is None:
+            return False
+        return self.cpu.retry_after_reload(req, start, end, cached)
+
+    def allocate_gpu(self, req: _Req, start: int, end: int, cached: Sequence[int]) -> bool:
         """AllocateKVBlocks, quirks included:
 
         * prefill vs decode is decided by ``req.progress < len(input)``, not by
@@ -314,7 +356,8 @@ class OracleKVCache:
 
     def release(self, req: _Req) -> None:
         """Drop the request's blocks; those reaching zero references go to the free
-        list tail in reverse order of the request's block list."""
+        list tail in reverse order of the request's block list. With a CPU tier, a
+        release above the offload threshold then offloads cached free blocks."""
         ids = self.owned.pop(req.index, [])
         for bid in reversed(ids):
             blk = self.blocks[bid]
@@ -323,6 +366,16 @@ class OracleKVCache:
                 blk.in_use = False
                 self.used -= 1
                 self._free_append(blk)
+        if self.cpu is not None:
+            self.cpu.offload()
+
+    def hit_rate(self) -> float:
+        """Cumulative hits / lookups, counting the CPU tier's reloads and failed reloads."""
+        hits, misses = self.hits, self.misses
+        if self.cpu is not None:
+            hits += self.cpu.hits
+            misses += self.cpu.misses
+        return 0.0 if hits + misses == 0 else float(hits) / float(hits + misses)
 
     # -- inspection --------------------------------------------------------------
     def free_list_ids(self) -> list[int]:
@@ -357,6 +410,112 @@ class OracleKVCache:
             "in_use_blocks": sum(1 for b in self.blocks if b.in_use),
             "refs": [b.refs for b in self.blocks],
         }
+
+
+class OracleCPUTier:
+    """The reference's CPU tier beside a GPU cache (TieredKVCache), quirks included:
+
+    * offloading happens after every release while GPU use / total exceeds the
+      threshold and the tier has room: the first *cached* free block (walking the
+      free list from its head) is copied out, its key deleted from the key map (by
+      key), and the emptied block moved to the free-list tail; the tier is keyed by
+      GPU block id, so re-offloading a block id overwrites its entry but still counts
+      one more block used;
+    * a failed GPU allocation reloads every offloaded block whose key is not on the
+      GPU, in block-id order: each takes the free-list head (evicting its key), gets
+      the content and key back, stays free and goes to the tail; each costs
+      ``base + ceil(block_size / bandwidth)`` ticks, added to the instance's next
+      step time; a reload within 1000 ticks of the offload counts as thrashing;
+    * after a reload the cached prefix is looked up again (hits counted again); if
+      it now reaches past ``start`` the allocation is retried from there with the
+      new cached blocks, otherwise with the original arguments; a failed allocation
+      with nothing to reload counts one CPU miss.
+    """
+
+    def __init__(self, gpu: OracleKVCache, capacity: int, threshold: float, bandwidth: float,
+                 base_latency: int) -> None:
+        self.gpu = gpu
+        gpu.cpu = self
+        self.capacity = capacity
+        self.threshold = threshold
+        self.bandwidth = bandwidth
+        self.base_latency = base_latency
+        self.stored: dict[int, tuple[list[int], tuple, int]] = {}  # GPU block id -> (tokens, key, offload time)
+        self.used = 0
+        self.clock = 0  # the instance's last step start
+        self.pending_latency = 0
+        self.offloads = 0
+        self.hits = 0
+        self.misses = 0
+        self.thrashing = 0
+
+    def take_pending_latency(self) -> int:
+        lat = self.pending_latency
+        self.pending_latency = 0
+        return lat
+
+    def offload(self) -> None:
+        gpu = self.gpu
+        while gpu.total > 0:
+            if float(gpu.used) / float(gpu.total) <= self.threshold:
+                break
+            if self.used >= self.capacity:
+                break
+            blk = gpu.head
+            while blk is not None and blk.key is None:
+                blk = blk.next
+            if blk is None:
+                break
+            self.stored[blk.bid] = (list(blk.tokens), blk.key, self.clock)
+            self.used += 1
+            self.offloads += 1
+            gpu._free_remove(blk)
+            gpu.by_key.pop(blk.key, None)
+            blk.key = None
+            blk.tokens = []
+            gpu._free_append(blk)
+
+    def reload(self) -> bool:
+        gpu = self.gpu
+        reloaded = False
+        for bid in sorted(self.stored):
+            tokens, key, offload_time = self.stored[bid]
+            if key in gpu.by_key:
+                continue
+            blk = gpu._pop_free()
+            if blk is None:
+                break
+            blk.tokens = list(tokens)
+            blk.key = key
+            blk.refs = 0
+            blk.in_use = False
+            gpu.by_key[key] = blk.bid
+            gpu._free_append(blk)
+            self.pending_latency += self.base_latency + int(math.ceil(float(gpu.bs) / self.bandwidth))
+            if self.clock - offload_time < 1000:
+                self.thrashing += 1
+            del self.stored[bid]
+            self.used -= 1
+            self.hits += 1
+            reloaded = True
+        return reloaded
+
+    def retry_after_reload(self, req: _Req, start: int, end: int, cached: Sequence[int]) -> bool:
+        gpu = self.gpu
+        if not self.reload():
+            self.misses += 1
+            return False
+        new_cached = gpu.cached_blocks(req.inp)
+        new_start = len(new_cached) * gpu.bs
+        if new_start > start:
+            if new_start > end and req.progress < len(req.inp):
+                # Go slices the input [new_start:end] and panics
+                raise UndefinedReferenceBehaviour("reloaded prefix reaches past the chunk end")
+            return gpu.allocate_gpu(req, new_start, end, new_cached)
+        return gpu.allocate_gpu(req, start, end, cached)
+
+    def thrashing_rate(self) -> float:
+        return 0.0 if self.offloads == 0 else float(self.thrashing) / float(self.offloads)
 
 
 # --------------------------------------------------------------------------
@@ -540,6 +699,9 @@ class OracleInstance:
     def __init__(self, cfg: OracleConfig) -> None:
         self.cfg = cfg
         self.kv = OracleKVCache(cfg.total_kv_blocks, cfg.block_size)
+        if cfg.kv_cpu_blocks > 0:
+            OracleCPUTier(self.kv, cfg.kv_cpu_blocks, cfg.kv_offload_threshold, cfg.kv_transfer_bandwidth,
+                          cfg.kv_transfer_base_latency)
         self.events = GoHeap()
         self.clock = 0
         self.waitq: list[_Req] = []
@@ -712,10 +874,15 @@ class OracleInstance:
         self.step_count += 1
         self.miss_tokens = 0
         self.decode_tokens = 0
+        if self.kv.cpu is not None:
+            self.kv.cpu.clock = now
         self.order_queue(now)
         self.form_batch(now)
 
         dt = self.step_time()
+        if self.kv.cpu is not None:
+            # reloads since the last step (this one's batch formation, the last one's completions)
+            dt += self.kv.cpu.take_pending_latency()
         out_t = self.output_time()
 
         # execution
@@ -831,22 +998,27 @@ class OracleResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _summarize(inst: OracleInstance, horizon: int) -> dict[str, Any]:
-    sim_end = min(inst.clock, horizon)
+def _summarize(instances: Sequence[OracleInstance], horizon: int) -> dict[str, Any]:
+    """The metrics block of one instance, or the cluster's merge of several: counts and
+    latency lists pooled, the end time and KV peak the maximum, the cache hit and
+    thrashing rates the mean of the instances' rates, inversions counted per instance."""
+    sim_end = max(min(inst.clock, horizon) for inst in instances)
     runtime = float(sim_end) / float(1e6)
+    completed = sum(inst.completed for inst in instances)
+    total_output = sum(inst.total_output_tokens for inst in instances)
     m: dict[str, Any] = {
-        "completed_requests": inst.completed,
-        "total_input_tokens": inst.total_input_tokens,
-        "total_output_tokens": inst.total_output_tokens,
+        "completed_requests": completed,
+        "total_input_tokens": sum(inst.total_input_tokens for inst in instances),
+        "total_output_tokens": total_output,
         "vllm_estimated_duration_s": runtime,
     }
-    if inst.completed > 0:
-        ttfts = sorted(float(v) for v in inst.ttft.values())
-        e2es = sorted(float(v) for v in inst.e2e.values())
-        itls = sorted(inst.all_itls)
-        delays = sorted(float(v) for v in inst.sched_delay.values())
-        m["responses_per_sec"] = _div(float(inst.completed), runtime)
-        m["tokens_per_sec"] = _div(float(inst.total_output_tokens), runtime)
+    if completed > 0:
+        ttfts = sorted(float(v) for inst in instances for v in inst.ttft.values())
+        e2es = sorted(float(v) for inst in instances for v in inst.e2e.values())
+        itls = sorted(v for inst in instances for v in inst.all_itls)
+        delays = sorted(float(v) for inst in instances for v in inst.sched_delay.values())
+        m["responses_per_sec"] = _div(float(completed), runtime)
+        m["tokens_per_sec"] = _div(float(total_output), runtime)
         m["e2e_mean_ms"] = mean_ms(e2es)
         m["e2e_p90_ms"] = percentile_ms(e2es, 90)
         m["e2e_p95_ms"] = percentile_ms(e2es, 95)
@@ -861,24 +1033,169 @@ def _summarize(inst: OracleInstance, horizon: int) -> dict[str, Any]:
         m["itl_p99_ms"] = percentile_ms(itls, 99)
         m["scheduling_delay_p99_ms"] = percentile_ms(delays, 99)
     # extras beyond the printed block
-    hits, misses = inst.kv.hits, inst.kv.misses
-    m["preemption_count"] = inst.preemptions
-    m["cache_hits"] = hits
-    m["cache_misses"] = misses
-    m["cache_hit_rate"] = 0.0 if hits + misses == 0 else float(hits) / float(hits + misses)
-    m["peak_kv_blocks"] = inst.peak_kv
-    m["kv_blocks_integral"] = inst.kv_integral
+    preemptions = sum(inst.preemptions for inst in instances)
+    m["preemption_count"] = preemptions
+    m["cache_hits"] = sum(inst.kv.hits for inst in instances)
+    m["cache_misses"] = sum(inst.kv.misses for inst in instances)
+    m["cache_hit_rate"] = sum(inst.kv.hit_rate() for inst in instances) / float(len(instances))
+    m["kv_thrashing_rate"] = sum(inst.kv.cpu.thrashing_rate() if inst.kv.cpu else 0.0
+                                 for inst in instances) / float(len(instances))
+    m["waiting_at_end"] = sum(len(inst.waitq) for inst in instances)
+    m["running_at_end"] = sum(len(inst.running) for inst in instances)
+    m["kv_used_at_end"] = sum(inst.kv.used for inst in instances)
+    m["kv_offloads"] = sum(inst.kv.cpu.offloads if inst.kv.cpu else 0 for inst in instances)
+    m["kv_reloads"] = sum(inst.kv.cpu.hits if inst.kv.cpu else 0 for inst in instances)
+    m["peak_kv_blocks"] = max(inst.peak_kv for inst in instances)
+    m["kv_blocks_integral"] = sum(inst.kv_integral for inst in instances)
     m["sim_ended_tick"] = sim_end
-    m["preemption_rate"] = (float(inst.preemptions) / float(inst.completed)) if inst.completed else 0.0
-    done = [r for r in sorted(inst.injected, key=lambda r: (float(r.arrival) / 1e6, r.index))
-            if r.index in inst.e2e]
-    m["priority_inversions"] = priority_inversions(
-        [float(r.arrival) / 1e6 for r in done], [float(inst.e2e[r.index]) for r in done])
+    m["preemption_rate"] = (float(preemptions) / float(completed)) if completed else 0.0
+    inversions = 0
+    for inst in instances:
+        done = [r for r in sorted(inst.injected, key=lambda r: (float(r.arrival) / 1e6, r.index))
+                if r.index in inst.e2e]
+        inversions += priority_inversions(
+            [float(r.arrival) / 1e6 for r in done], [float(inst.e2e[r.index]) for r in done])
+    m["priority_inversions"] = inversions
     return m
 
 
 # --------------------------------------------------------------------------
-# Entry point: the cluster shell around one instance
+# The cluster: control-plane events, admission, routing
+# --------------------------------------------------------------------------
+
+
+class OracleCluster:
+    """The reference's cluster shell (ClusterSimulator) around N identical instances.
+
+    Control-plane events are ordered by (time, kind, sequence) with kind 0 = arrival,
+    1 = admission decision (``admission_latency`` after arrival), 2 = routing decision
+    (``routing_latency`` after admission); sequence numbers are handed out as events are
+    created, the arrivals first. A control-plane event at time T runs before any
+    instance event at T; among instances the earliest event wins, ties to the lowest
+    index; the first event past the horizon ends the run. A routed request arrives at
+    its instance at the routing time (its latencies still count from the original
+    arrival). Policies see the instances as they are when the decision runs.
+    """
+
+    def __init__(self, cfg: OracleConfig, reqs: Sequence[_Req]) -> None:
+        self.cfg = cfg
+        self.instances = [OracleInstance(cfg) for _ in range(cfg.num_instances)]
+        self.queue: list[tuple[int, int, int, _Req]] = []
+        self.seq = 0
+        for r in reqs:
+            self._push(r.arrival, 0, r)
+        self.rejected: set[int] = set()
+        self.routed_to: dict[int, int] = {}
+        self.rr_counter = 0
+        self.affinity: dict[tuple, int] = {}  # whole input -> instance (never evicted)
+        self.bucket_tokens = cfg.token_bucket_capacity
+        self.bucket_last_refill = 0
+
+    def _push(self, time: int, kind: int, req: _Req) -> None:
+        heapq.heappush(self.queue, (time, kind, self.seq, req))
+        self.seq += 1
+
+    def run(self) -> None:
+        horizon = self.cfg.horizon
+        while True:
+            cluster_time = self.queue[0][0] if self.queue else INT64_MAX
+            inst = None
+            inst_time = INT64_MAX
+            for candidate in self.instances:
+                if len(candidate.events) and candidate.events.peek_time() < inst_time:
+                    inst_time = candidate.events.peek_time()
+                    inst = candidate
+            if not self.queue and inst is None:
+                break
+            if self.queue and cluster_time <= inst_time:
+                t, kind, _, r = heapq.heappop(self.queue)
+                if t > horizon:
+                    break
+                if kind == 0:
+                    self._push(t + self.cfg.admission_latency, 1, r)
+                elif kind == 1:
+                    if self.admit(r, t):
+                        self._push(t + self.cfg.routing_latency, 2, r)
+                    else:
+                        self.rejected.add(r.index)
+                else:
+                    target = self.route(r)
+                    self.routed_to[r.index] = target
+                    self.instances[target].inject(r, t)
+            else:
+                if inst_time > horizon:
+                    break
+                inst.process_next()
+
+    # -- admission -------------------------------------------------------------
+    def admit(self, req: _Req, clock: int) -> bool:
+        pol = self.cfg.admission_policy
+        if pol == "reject-all":
+            return False
+        if pol == "token-bucket":
+            elapsed = clock - self.bucket_last_refill
+            if elapsed > 0:
+                refill = float(elapsed) * self.cfg.token_bucket_refill_rate / 1e6
+                self.bucket_tokens = min(self.cfg.token_bucket_capacity, self.bucket_tokens + refill)
+                self.bucket_last_refill = clock
+            cost = float(len(req.inp))
+            if self.bucket_tokens >= cost:
+                self.bucket_tokens -= cost
+                return True
+            return False
+        return True
+
+    # -- routing -----------------------------------------------------------------
+    def _load(self, i: int) -> int:
+        inst = self.instances[i]
+        return len(inst.waitq) + len(inst.running)
+
+    def _least_loaded(self) -> int:
+        best = 0
+        for i in range(1, len(self.instances)):
+            if self._load(i) < self._load(best):
+                best = i
+        return best
+
+    def route(self, req: _Req) -> int:
+        pol = self.cfg.routing_policy
+        n = len(self.instances)
+        if pol == "round-robin":
+            target = self.rr_counter % n
+            self.rr_counter += 1
+            return target
+        if pol == "least-loaded":
+            return self._least_loaded()
+        if pol == "always-busiest":
+            best = 0
+            for i in range(1, n):
+                if self._load(i) > self._load(best):
+                    best = i
+            return best
+        if pol == "prefix-affinity":
+            if req.inp in self.affinity:
+                return self.affinity[req.inp]
+            target = self._least_loaded()
+            self.affinity[req.inp] = target
+            return target
+        # weighted: free GPU blocks relative to the most free, and 1 / (1 + queue depth)
+        total_w = self.cfg.routing_cache_weight + self.cfg.routing_load_weight
+        cache_w = self.cfg.routing_cache_weight / total_w
+        load_w = self.cfg.routing_load_weight / total_w
+        free = [inst.kv.total - inst.kv.used for inst in self.instances]
+        max_free = max(0, max(free))
+        best, best_score = 0, -1.0
+        for i, inst in enumerate(self.instances):
+            cache_score = float(free[i]) / float(max_free) if max_free > 0 else 0.0
+            load_score = 1.0 / (1.0 + float(len(inst.waitq)))
+            score = cache_score * cache_w + load_score * load_w
+            if score > best_score:
+                best, best_score = i, score
+        return best
+
+
+# --------------------------------------------------------------------------
+# Entry point
 # --------------------------------------------------------------------------
 
 
@@ -888,15 +1205,18 @@ def run_oracle(
     output_tokens: Sequence[Sequence[int]],
     config: OracleConfig,
 ) -> OracleResult:
-    """Simulate the requests on one instance behind the reference's cluster shell.
+    """Simulate the requests on the configured cluster (one instance by default).
 
     Request ``i`` gets id ``request_i``.  As the reference's trace reader does,
     requests are taken in order up to (excluding) the first whose arrival tick
     exceeds the horizon; later rows are ignored even if they arrive earlier.
 
-    Returns per-request dicts (index-aligned with the inputs), the metrics dict
-    (SaveResults' printed fields when at least one request completed, plus
-    extras), and the final KV state.
+    Returns per-request dicts (index-aligned with the inputs; ``instance`` is the
+    routing target or None, ``rejected`` whether admission refused it), the merged
+    metrics dict (SaveResults' printed fields when at least one request completed,
+    plus extras, with the control plane's ``rejected_requests``), per-instance
+    metrics in ``extra["instances"]``, and the final KV state (of instance 0 when
+    there is one; every instance's in ``extra["kv_states"]``).
     """
     if not (len(arrival_ticks) == len(input_tokens) == len(output_tokens)):
         raise ValueError("arrival/input/output lengths differ")
@@ -910,35 +1230,13 @@ def run_oracle(
         reqs.append(_Req(i, int(t), tuple(int(x) for x in input_tokens[i]),
                          tuple(int(x) for x in output_tokens[i])))
 
-    inst = OracleInstance(cfg)
+    cluster = OracleCluster(cfg, reqs)
+    cluster.run()
+    instances = cluster.instances
 
-    # Cluster control plane: (time, priority, sequence) total order.
-    # priority 0 = arrival, 1 = admission, 2 = routing.
-    seq = 0
-    cq: list[tuple[int, int, int, _Req]] = []
-    for r in reqs:
-        heapq.heappush(cq, (r.arrival, 0, seq, r))
-        seq += 1
-
-    while True:
-        if not cq and not len(inst.events):
-            break
-        take_cluster = bool(cq) and (not len(inst.events) or cq[0][0] <= inst.events.peek_time())
-        if take_cluster:
-            t, prio, _, r = heapq.heappop(cq)
-            if t > horizon:
-                break
-            if prio < 2:  # arrival -> admission (always admit) -> routing, zero latency
-                heapq.heappush(cq, (t, prio + 1, seq, r))
-                seq += 1
-            else:
-                inst.inject(r, t)
-        else:
-            if inst.events.peek_time() > horizon:
-                break
-            inst.process_next()
-
-    metrics = _summarize(inst, horizon)
+    metrics = _summarize(instances, horizon)
+    metrics["rejected_requests"] = len(cluster.rejected)
+    metrics["routed_requests"] = len(cluster.routed_to)
 
     out_reqs: list[dict[str, Any]] = []
     n_taken = len(reqs)
@@ -947,32 +1245,46 @@ def run_oracle(
             out_reqs.append({"index": i, "id": f"request_{i}", "injected": False,
                              "first_token": False, "completed": False, "ttft": None,
                              "e2e": None, "itl": None, "scheduling_delay": None,
-                             "completion_time": None})
+                             "completion_time": None, "instance": None, "rejected": False})
             continue
+        target = cluster.routed_to.get(i)
+        inst = instances[target] if target is not None else None
+
+        def of(table: str) -> Any:
+            return getattr(inst, table).get(i) if inst is not None else None
+
         out_reqs.append({
             "index": i,
             "id": f"request_{i}",
-            "injected": True,
-            "first_token": i in inst.ttft,
-            "completed": i in inst.e2e,
-            "ttft": inst.ttft.get(i),
-            "e2e": inst.e2e.get(i),
-            "itl": inst.req_itl.get(i),
-            "scheduling_delay": inst.sched_delay.get(i),
-            "completion_time": inst.completion_time.get(i),
+            "injected": inst is not None,
+            "first_token": of("ttft") is not None,
+            "completed": of("e2e") is not None,
+            "ttft": of("ttft"),
+            "e2e": of("e2e"),
+            "itl": of("req_itl"),
+            "scheduling_delay": of("sched_delay"),
+            "completion_time": of("completion_time"),
+            "instance": target,
+            "rejected": i in cluster.rejected,
         })
 
-    kv_state = inst.kv.snapshot()
-    kv_state["peak_kv_blocks"] = inst.peak_kv
+    kv_states = []
+    for inst in instances:
+        kv_state = inst.kv.snapshot()
+        kv_state["peak_kv_blocks"] = inst.peak_kv
+        kv_states.append(kv_state)
+    first = instances[0]
     extra = {
-        "steps": inst.step_count,
-        "final_clock": inst.clock,
-        "waiting": [r.index for r in inst.waitq],
-        "running": [r.index for r in inst.running],
-        "pending_events": len(inst.events),
-        "all_itls": list(inst.all_itls),  # AllITLs in completion order
+        "steps": sum(inst.step_count for inst in instances),
+        "final_clock": max(inst.clock for inst in instances),
+        "waiting": [r.index for inst in instances for r in inst.waitq],
+        "running": [r.index for inst in instances for r in inst.running],
+        "pending_events": sum(len(inst.events) for inst in instances) + len(cluster.queue),
+        "all_itls": list(first.all_itls),  # AllITLs in completion order (instance 0)
+        "instances": [_summarize([inst], horizon) for inst in instances],
+        "kv_states": kv_states,
     }
-    return OracleResult(out_reqs, metrics, kv_state, extra)
+    return OracleResult(out_reqs, metrics, kv_states[0], extra)
 
 
 def check_kv_invariants(res: OracleResult) -> None:

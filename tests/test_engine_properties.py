@@ -8,7 +8,7 @@ the clock back.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from blis_sweep.engine import simulate
@@ -82,6 +82,21 @@ def check_invariants(res, n: int) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(scenarios())
 def test_engine_equals_oracle_and_keeps_invariants(scenario):
+    assert_engine_equals_oracle(scenario)
+
+
+# `-k small`: the same property on a few examples, for the slow debugging modes
+# (NUMBA_DISABLE_JIT=1 runs the kernel as Python; BLIS_SWEEP_NO_BORROW=1, see
+# tests/test_debug_switches.py). Seeded apart from the test above, so these examples add to it.
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@seed(20261129)
+@given(scenarios())
+def test_small_engine_equals_oracle_and_keeps_invariants(scenario):
+    assert_engine_equals_oracle(scenario)
+
+
+def assert_engine_equals_oracle(scenario) -> None:
+    """Per-request outcomes and the cluster block of one scenario, kernel against oracle."""
     arrivals, inputs, outputs, cfg = scenario
     oracle = run_oracle(arrivals, inputs, outputs, OracleConfig(**cfg))
     workload = build_workload(arrivals, inputs, outputs)
@@ -176,6 +191,18 @@ def spec_scenarios(draw):
 @given(spec_scenarios())
 def test_engine_equals_oracle_on_generated_spec_workloads(scenario):
     """The spec generator's requests (token ids included) simulated by the kernel and by the oracle."""
+    assert_engine_equals_oracle_on_spec(scenario)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@seed(20261129)
+@given(spec_scenarios())
+def test_small_engine_equals_oracle_on_generated_spec_workloads(scenario):
+    """`-k small`: a few more spec workloads (also the spec generator's kernels in the debugging modes)."""
+    assert_engine_equals_oracle_on_spec(scenario)
+
+
+def assert_engine_equals_oracle_on_spec(scenario) -> None:
     from blis_sweep.workloads.spec import parse_workload_spec_text
     from blis_sweep.workloads.spec_gen import generate_spec_requests, generate_spec_workload
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import subprocess
 
+import numba
 import numpy as np
+import pytest
 
 from blis_sweep import engine
 from blis_sweep.sim_config import RoutingPolicy, SimConfig
@@ -13,6 +15,10 @@ CHAT = dict(prefix_tokens=0, prompt_mean=512, prompt_std=256, prompt_min=2, prom
             output_mean=256, output_std=128, output_min=2, output_max=7000)
 
 
+NEEDS_JIT = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1: nothing is compiled")
+
+
+@NEEDS_JIT
 def test_a_cold_compile_is_announced_with_its_expected_duration(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(engine, "kernels_cached", lambda: False)
     monkeypatch.setattr(engine, "_warm_up_run", lambda: None)
@@ -34,6 +40,7 @@ def test_warm_kernels_start_silently(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
+@NEEDS_JIT
 def test_warmup_command_leaves_the_kernels_compiled():
     out = subprocess.run(["blis-sweep", "warmup"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout == ""
