@@ -1,34 +1,34 @@
 """`blis-sweep capacity SPEC.yaml`: the highest stable offered rate within the SLO, per deployment.
 
-Every point of the sweep file (its grid without a `rate` axis) is a *deployment*. For
-each, the search brackets the boundary by doubling the rate from `start_rate` (or, with
-`start_rate: auto`, the default, from 90% of the throughput measured in a first round with
-all requests arriving at once, in steps of 1 + 4 x tolerance that widen), then
-bisects (geometric midpoints) until max_rate_high / max_rate_low - 1 <= tolerance. A rate
-*passes* when, pooled over the seeds, the run's steady window (blis_sweep.steady_state) is
-`stable` (mean backlog growth <= max_backlog_growth) and meets every SLO bound (percentile
-bounds on the steady-window latencies, and/or per-request attainment >= min_fraction).
+Every point of the sweep file (its grid without a `rate` axis) is a *deployment*. A rate
+*passes* when, pooled over the seeds, the runs' steady windows (blis_sweep.steady_state) are
+`stable` (mean backlog growth <= max_backlog_growth) and meet every SLO bound: a percentile
+bound (ttft_p99_ms <= 500) on the seeds' steady-window requests pooled into one sample (>= 99%
+of them within 500 ms), attainment likewise pooled, other bounds on the seeds' mean.
 
-Convergence: when the bisection has closed on [lo, hi], the rates lo / (1 + tolerance), lo
-and hi x (1 + tolerance) are simulated with runs twice as long. If the first still passes,
-the last still fails, no SLO metric at lo moved by more than MAX_SLO_DRIFT_TOLERANCES x
-tolerance of its bound (tail percentiles near a queueing boundary creep up with the run
-length long after the verdicts look settled), and the longer runs hold at least
-MIN_TAIL_SAMPLES requests beyond every bounded percentile, doubling the run moves the boundary by less
-than the tolerance: the answer is lo, and [max_rate_low, max_rate_high] = [lo / (1 + tol),
-hi x (1 + tol)] contains the boundary at both run lengths. Otherwise the longer length
-becomes the deployment's run length and the search continues from what the longer runs
-say (bisecting, or re-bracketing in widening steps of 1 + 4 x tolerance), so runs are
-longest where the answer is decided.
-`max_requests` caps the run length (`converged` is false when it stopped the search).
+Each round proposes PROBES_PER_ROUND rates per deployment: from `start_rate` (or, with
+`start_rate: auto`, the default, from 90% of the throughput measured in a first round with all
+requests arriving at once) in steps of 1 + 4 x tolerance that widen until one rate passes and one
+fails; then, inside [lo, hi], two rates one tolerance apart around the rate where the SLO margin
+(log of measured / allowed) crosses zero, interpolated in log(rate) - or the points splitting
+[lo, hi] in three when the margin cannot be interpolated (stability failures) - until
+max_rate_high / max_rate_low - 1 <= tolerance.
+
+Convergence: then lo and hi are simulated again with runs at least twice as long (and long
+enough for MIN_TAIL_SAMPLES pooled requests beyond every bounded percentile). If lo still passes
+and hi still fails, the boundary lies in [lo, hi] at both run lengths, so doubling the run moved
+the answer by less than the tolerance: the answer is lo, reported with the longer runs' metrics.
+Otherwise the longer length becomes the deployment's run length and the search continues from
+what the longer runs say, so runs are longest where the answer is decided. `max_requests`
+caps the run length (`converged` is false when it stopped the search).
 
 Meanwhile (from the first failing rate on) each deployment is driven into sustained
 overload (overload_factor x the lowest failing rate, again x overload_factor while that is
-still stable) with runs of the search's current length; `capacity_rps` is its saturated
+still stable) with runs of the starting length; `capacity_rps` is its saturated
 throughput there (completions per second over the middle half of the completions, all of
 which happen while the backlog keeps the server full).
 
-Every round, the next probe of every deployment still searching is simulated in one batch
+Every round, the next probes of every deployment still searching are simulated in one batch
 through `evaluate` (default: the grid's own chunk code, one kernel call per round), so a
 row of a probe is exactly the row `grid` would write for that configuration.
 """
@@ -128,25 +128,32 @@ def slo_column(metric: str, columns) -> str:
     return steady if steady in columns else metric
 
 
+def percentile_key(key: str) -> tuple[str, float] | None:
+    """(latency, quantile) of a per-request percentile bound name such as ttft_p99_ms, else None."""
+    parts = key.split("_")
+    if (len(parts) == 3 and f"{parts[0]}_ms" in ATTAINMENT_BOUNDS and parts[1][:1] == "p" and parts[1][1:].isdigit()
+            and parts[2] == "ms"):
+        return parts[0], int(parts[1][1:]) / 100.0
+    return None
+
+
 def derived_attainment(bounds: dict) -> Attainment | None:
     """Per-request bounds implied by percentile bounds (ttft_p99_ms <= 500: a request is good at ttft <= 500)."""
     per_request, fractions = {}, []
     for key, bound in bounds.items():
-        parts = key.split("_")
-        if len(parts) == 3 and f"{parts[0]}_ms" in ATTAINMENT_BOUNDS and parts[1][:1] == "p" and parts[1][1:].isdigit():
-            name = f"{parts[0]}_ms"
+        pk = percentile_key(key)
+        if pk is not None:
+            name = f"{pk[0]}_ms"
             per_request[name] = min(bound, per_request.get(name, math.inf))
-            fractions.append(int(parts[1][1:]) / 100.0)
+            fractions.append(pk[1])
     if not per_request:
         return None
     return Attainment(**per_request, min_fraction=min(fractions))
 
 
 AUTO_START_SHARE = 0.9  # auto start: this share of the saturated throughput
-MAX_SLO_DRIFT_TOLERANCES = 2.0  # a converged SLO metric moves by at most this many tolerances of its bound
-
-
 MIN_TAIL_SAMPLES = 100  # requests beyond a percentile bound (pooled over seeds) before it can be trusted
+PROBES_PER_ROUND = 2  # search probes per deployment and round (one batch holds them all)
 
 
 def tail_samples(judged: Judged, slo: CapacitySlo) -> float:
@@ -154,28 +161,12 @@ def tail_samples(judged: Judged, slo: CapacitySlo) -> float:
     fewest = math.inf
     window = sum(int(r.get("steady_requests") or 0) for r in judged.rows)
     for key in slo.bounds:
-        parts = key.split("_")
-        if len(parts) == 3 and parts[1][:1] == "p" and parts[1][1:].isdigit():
-            fewest = min(fewest, window * (1 - int(parts[1][1:]) / 100.0))
+        pk = percentile_key(key)
+        if pk is not None:
+            fewest = min(fewest, window * (1 - pk[1]))
     if slo.attainment is not None:
         fewest = min(fewest, window * (1 - slo.attainment.min_fraction))
     return fewest
-
-
-def slo_drift(short: Judged, long: Judged, slo: CapacitySlo) -> float:
-    """How far the SLO metrics at one rate moved when the run doubled, as a share of their bounds."""
-    drift = 0.0
-    for key, bound in slo.bounds.items():
-        col = slo_column(key, short.rows[0])
-        a, b = short.mean.get(col), long.mean.get(col)
-        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
-            continue
-        drift = max(drift, abs(b - a) / bound if bound > 0 else 0.0)
-    if slo.attainment is not None:
-        a, b = short.mean.get("slo_attainment"), long.mean.get("slo_attainment")
-        if a is not None and b is not None:
-            drift = max(drift, abs(b - a) / max(1 - slo.attainment.min_fraction, 1e-9) / 4)
-    return drift
 
 
 @dataclass
@@ -189,6 +180,7 @@ class Judged:
     stable: bool
     fail_reason: str | None
     mean: dict
+    slo_margin: float | None = None  # log(measured / allowed) of the tightest SLO criterion (> 0: violated)
 
     @property
     def requests(self) -> int:
@@ -200,7 +192,37 @@ def _mean(values) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def pooled_share(rows: list[dict], column: str) -> tuple[float, int] | None:
+    """Share of the seeds' steady-window requests pooled together (column: a per-run share), and the pool size."""
+    total = good = 0.0
+    for r in rows:
+        n, v = int(r.get("steady_requests") or 0), r.get(column)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        total, good = total + n, good + v * n
+    return (good / total, int(total)) if total > 0 else None
+
+
+def _share_margin(share: float, pool: int, needed: float) -> float:
+    """log(missing share / allowed missing share); an empty miss counts as half a request."""
+    return math.log(max(1.0 - share, 0.5 / max(pool, 1)) / max(1.0 - needed, 1e-12))
+
+
+def _value_margin(value: float, bound: float) -> float:
+    if not math.isfinite(value):
+        return math.inf
+    return math.log(max(value, 1e-12) / bound) if bound > 0 else (math.inf if value > bound else -math.inf)
+
+
 def judge(rows: list[dict], slo: CapacitySlo, steady: SteadySettings) -> Judged:
+    """Pool one rate's runs over the seeds: stable (mean backlog growth) and within every SLO bound.
+
+    A percentile bound (ttft_p99_ms <= 500) is judged on the seeds' steady windows pooled into one
+    sample - the share of them within 500 ms must be >= 99% - not on the mean of per-seed p99s: a
+    tail percentile of a short run misses the rare congestion episodes that a pooled sample (and a
+    long run) contains, so the mean of per-seed percentiles is biased low. Bounds the per-request
+    shares cannot express (means, other percentiles of the same latency) use the seeds' mean.
+    """
     first = rows[0]
     if first.get("infeasible"):
         return Judged(first["rate"], first["num_requests"], rows, False, False, "infeasible", {})
@@ -214,26 +236,63 @@ def judge(rows: list[dict], slo: CapacitySlo, steady: SteadySettings) -> Judged:
                        or (r.get("kv_peak_blocks") or 0) >= KV_BOUND_SHARE * (r.get("kv_total_blocks") or math.inf)
                        for r in rows)
         reasons.append("kv_cache" if kv_bound else "throughput")
+    per_request = slo.attainment or derived_attainment(slo.bounds)  # what the runs measured shares against
+    margins = []
     for key, bound in slo.bounds.items():
-        value = mean.get(slo_column(key, first))
-        if value is None or not value <= bound:
+        pk = percentile_key(key)
+        pooled = None
+        if pk is not None and per_request is not None and getattr(per_request, f"{pk[0]}_ms") == bound:
+            pooled = pooled_share(rows, f"{pk[0]}_attainment")
+        if pooled is not None:
+            margin = _share_margin(pooled[0], pooled[1], pk[1])
+            ok = pooled[0] >= pk[1]
+        else:
+            value = mean.get(slo_column(key, first))
+            ok = value is not None and value <= bound
+            margin = _value_margin(value, bound) if value is not None else math.inf
+        margins.append(margin)
+        if not ok:
             reasons.append(key)
     for cls, bounds in slo.class_bounds.items():  # per SLO class of workload specs
         for key, bound in bounds.items():
             value = mean.get(f"{cls}_{key}")
-            if value is not None and not value <= bound:  # None: no request of that class
-                reasons.append(f"{cls}.{key}")
+            if value is not None:  # None: no request of that class
+                margins.append(_value_margin(value, bound))
+                if not value <= bound:
+                    reasons.append(f"{cls}.{key}")
     if slo.attainment is not None:
-        att = mean.get("slo_attainment")
-        if att is None or att < slo.attainment.min_fraction:
+        pooled = pooled_share(rows, "slo_attainment")
+        if pooled is not None:
+            mean["slo_attainment"] = pooled[0]
+            margins.append(_share_margin(pooled[0], pooled[1], slo.attainment.min_fraction))
+        if pooled is None or pooled[0] < slo.attainment.min_fraction:
             reasons.append("attainment")
-    return Judged(first["rate"], first["num_requests"], rows, not reasons, stable, ",".join(reasons) or None, mean)
+    return Judged(first["rate"], first["num_requests"], rows, not reasons, stable, ",".join(reasons) or None, mean,
+                  max(margins) if margins else None)
+
+
+def crossing(lo: Judged, hi: Judged) -> float | None:
+    """Rate where the SLO margin crosses zero, interpolated in log(rate) between a passing and a failing
+    rate (None when the failing one failed on stability alone or a margin is not finite)."""
+    a, b = lo.slo_margin, hi.slo_margin
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) or not a < 0 < b:
+        return None
+    x0, x1 = math.log(lo.rate), math.log(hi.rate)
+    return math.exp(x0 + (0 - a) * (x1 - x0) / (b - a))
 
 
 # ---------------------------------------------------------------- one deployment's search
 
 @dataclass
 class _Search:
+    """One deployment's search. Each round it proposes PROBES_PER_ROUND rates (bracketing, then
+    narrowing [lo, hi] around the interpolated SLO crossing), then, once hi / lo - 1 <= tolerance,
+    the convergence check: lo and hi again with runs at least twice as long (and long enough for
+    MIN_TAIL_SAMPLES beyond every bounded percentile). Converged when lo still passes and hi still
+    fails there - the boundary at both run lengths lies in [lo, hi], so doubling the run moved the
+    answer by less than the tolerance. Otherwise the longer length becomes the run length and the
+    search continues from what the longer runs say."""
+
     index: int
     point: SearchPoint
     length: int
@@ -241,15 +300,11 @@ class _Search:
     slo: CapacitySlo = field(default_factory=lambda: CapacitySlo())
     lo: Judged | None = None
     hi: Judged | None = None
-    phase: str = "bracket"  # estimate, bracket, bisect, confirm, done
+    phase: str = "bracket"  # estimate, bracket, confirm, done
     start: float | None = None  # first rate of the bracket
     step: float = 2.0
-    widening: bool = False
     converged: bool = False
-    confirm_lo: float | None = None  # rates of the pending convergence check
-    confirm_hi: float | None = None
     confirm_length: int = 0
-    check: tuple | None = None  # (lower, upper) probes of the convergence check that passed
     capacity: Judged | None = None
     capacity_rate: float | None = None
     capacity_state: str = "waiting"  # waiting, probing, done
@@ -258,10 +313,35 @@ class _Search:
     requests: int = 0
     probes: int = 0
     rounds: int = 0
+    start_length: int = 0
+
+    def __post_init__(self):
+        self.start_length = self.start_length or self.length
 
     @property
     def done(self) -> bool:
         return self.phase == "done" and self.capacity_state == "done"
+
+    def _bracket_rates(self) -> list[float]:
+        s = self.settings
+        k = PROBES_PER_ROUND
+        if self.lo is None and self.hi is None:  # from start upwards: start, start x step^(1/k), ...
+            rates = [self.start * self.step ** (j / k) for j in range(k)]
+        elif self.hi is None:
+            rates = [self.lo.rate * self.step ** ((j + 1) / k) for j in range(k)]
+        elif self.lo is None:
+            rates = [self.hi.rate / self.step ** ((j + 1) / k) for j in range(k)]
+        else:
+            lo, hi = self.lo.rate, self.hi.rate
+            rates = []
+            c = crossing(self.lo, self.hi)
+            if c is not None:  # straddle the interpolated crossing, one tolerance apart
+                half = math.sqrt(1 + s.tolerance)
+                rates = [r for r in (c / half, c * half) if lo * (1 + s.tolerance / 8) < r < hi / (1 + s.tolerance / 8)]
+            if len(rates) < k:  # split [lo, hi] into k + 1 equal parts of log(rate)
+                rates = [lo * (hi / lo) ** ((j + 1) / (k + 1)) for j in range(k)]
+        rates = sorted({min(max(r, s.min_rate), s.max_rate) for r in rates})
+        return rates
 
     def next_rates(self) -> list[tuple[float, int]]:
         """(rate, run length) of this round's probes: the search's, then the capacity probe's."""
@@ -270,23 +350,15 @@ class _Search:
         if self.phase == "estimate":
             # all requests at once: the deployment's saturated throughput, a cheap first guess
             out.append((s.max_rate, self.length))
-        elif self.phase in ("bracket", "bisect"):
-            if self.lo is None and self.hi is None:
-                out.append((self.start, self.length))
-            elif self.hi is None:
-                out.append((min(self.lo.rate * self.step, s.max_rate), self.length))
-            elif self.lo is None:
-                out.append((max(self.hi.rate / self.step, s.min_rate), self.length))
-            else:
-                out.append((math.sqrt(self.lo.rate * self.hi.rate), self.length))
+        elif self.phase == "bracket":
+            out += [(r, self.length) for r in self._bracket_rates()]
         elif self.phase == "confirm":
-            out += [(self.confirm_lo, self.confirm_length), (self.lo.rate, self.confirm_length),
-                    (self.confirm_hi, self.confirm_length)]
+            out += [(self.lo.rate, self.confirm_length), (self.hi.rate, self.confirm_length)]
         if self.capacity_state == "waiting" and (self.hi is not None or self.phase == "done"):
             ref = self.hi.rate if self.hi is not None else self.lo.rate
             self.capacity_rate, self.capacity_state = ref * s.overload_factor, "probing"
         if self.capacity_state == "probing":
-            out.append((self.capacity_rate, self.length))
+            out.append((self.capacity_rate, self.start_length))
         return out
 
     def update(self, judged: list[Judged]) -> None:
@@ -305,20 +377,25 @@ class _Search:
             mu = judged[0].mean.get("saturated_rps")
             guess = mu * AUTO_START_SHARE if mu is not None and math.isfinite(mu) and mu > 0 else 1.0
             self.start = min(max(guess, s.min_rate), s.max_rate)
-            self.phase, self.step, self.widening = "bracket", 1 + 4 * s.tolerance, True
-        elif self.phase in ("bracket", "bisect"):
-            self._search(judged[0])
+            self.phase, self.step = "bracket", 1 + 4 * s.tolerance
+        elif self.phase == "bracket":
+            self._search(judged)
         elif self.phase == "confirm":
             self._confirm(*judged)
         if self.phase == "done" and self.capacity_state == "waiting" and self.hi is None and self.lo is None:
             self.capacity_state = "done"
 
-    def _search(self, j: Judged) -> None:
+    def _search(self, judged: list[Judged]) -> None:
         s = self.settings
-        if j.passed:
-            self.lo = j
-        else:
-            self.hi = j
+        had_bracket = self.lo is not None and self.hi is not None
+        for j in judged:  # the lowest failing rate first; a passing rate above it is noise and ignored
+            if not j.passed and (self.hi is None or j.rate < self.hi.rate):
+                self.hi = j
+        if self.lo is not None and self.hi is not None and self.lo.rate >= self.hi.rate:
+            self.lo = None
+        for j in judged:
+            if j.passed and (self.hi is None or j.rate < self.hi.rate) and (self.lo is None or j.rate > self.lo.rate):
+                self.lo = j
         if self.lo is not None and self.hi is None and self.lo.rate >= s.max_rate:
             self.note, self.phase = "search_limit", "done"
             return
@@ -326,13 +403,11 @@ class _Search:
             self.note, self.phase = "below_min_rate", "done"
             return
         if self.lo is None or self.hi is None:
-            if self.widening and ((self.lo is None) == (j is self.hi)):
-                self.step = self.step * self.step
+            if not had_bracket:
+                self.step = self.step * self.step  # widen until the boundary is bracketed
             return
-        if self.hi.rate / self.lo.rate - 1 > s.tolerance:
-            self.phase = "bisect"
-            return
-        self._search_closed()
+        if self.hi.rate / self.lo.rate - 1 <= s.tolerance * (1 + 1e-9):
+            self._search_closed()
 
     def _search_closed(self) -> None:
         s = self.settings
@@ -345,34 +420,31 @@ class _Search:
             have = tail_samples(self.lo, self.slo)
             doublings = 1 if have >= MIN_TAIL_SAMPLES else max(1, math.ceil(math.log2(MIN_TAIL_SAMPLES / max(have, 1))))
             self.confirm_length = min(self.length * 2 ** doublings, s.max_requests)
-            # doubling the run must not move the boundary by more than the tolerance
-            self.confirm_lo = self.lo.rate / (1 + s.tolerance)
-            self.confirm_hi = self.hi.rate * (1 + s.tolerance)
             self.phase = "confirm"
 
-    def _confirm(self, below: Judged, at: Judged, above: Judged) -> None:
+    def _confirm(self, at_lo: Judged, at_hi: Judged) -> None:
         s = self.settings
-        previous = self.lo
         self.length = self.confirm_length
-        drift = slo_drift(previous, at, self.slo)
-        if (below.passed and not above.passed and drift <= MAX_SLO_DRIFT_TOLERANCES * s.tolerance
-                and tail_samples(at, self.slo) >= MIN_TAIL_SAMPLES):
+        if at_lo.passed and not at_hi.passed and tail_samples(at_lo, self.slo) >= MIN_TAIL_SAMPLES:
+            # the boundary lies in [lo, hi] at both run lengths; report the longer runs
+            self.lo, self.hi = at_lo, at_hi
             self.converged, self.phase = True, "done"
-            self.check = (below, above)
             return
         # not converged: continue at the longer length from what these runs say (once that length
         # cannot double within max_requests, the search closes there and stops unconverged)
-        passed = [j for j in (below, at, above) if j.passed]
-        failed = [j for j in (below, at, above) if not j.passed]
-        self.lo = max(passed, key=lambda j: j.rate) if passed else None
-        self.hi = min((j for j in failed if self.lo is None or j.rate > self.lo.rate), key=lambda j: j.rate,
-                      default=None)
+        if not at_lo.passed:  # the boundary moved below lo
+            self.lo, self.hi = None, at_lo
+        elif at_hi.passed:  # ... or above hi
+            self.lo, self.hi = at_hi, None
+        else:  # too few tail samples
+            self.lo, self.hi = at_lo, at_hi
         if self.lo is not None and self.hi is not None:
-            self.phase = "bisect" if self.hi.rate / self.lo.rate - 1 > s.tolerance else "bracket"
-            if self.phase == "bracket":
+            if self.hi.rate / self.lo.rate - 1 <= s.tolerance * (1 + 1e-9):
                 self._search_closed()
+            else:
+                self.phase = "bracket"
             return
-        self.phase, self.step, self.widening = "bracket", 1 + 4 * s.tolerance, True
+        self.phase, self.step = "bracket", 1 + 4 * s.tolerance
 
     def _capacity(self, j: Judged) -> None:
         if not j.stable:
@@ -462,8 +534,8 @@ def _result_table(searches: list[_Search], slo: CapacitySlo) -> pl.DataFrame:
         cap_values = [r["saturated_rps"] for r in cap_rows if r.get("saturated_rps") is not None]
         row.update(
             max_rate_rps=lo.rate if lo else None,
-            max_rate_low=(s.check[0].rate if s.check else lo.rate) if lo else None,
-            max_rate_high=(s.check[1].rate if s.check else s.hi.rate) if s.hi else None,
+            max_rate_low=lo.rate if lo else None,
+            max_rate_high=s.hi.rate if s.hi else None,
             capacity_rps=_mean(cap_values) if cap_values else None,
             capacity_rps_min=min(cap_values) if cap_values else None,
             capacity_rps_max=max(cap_values) if cap_values else None,

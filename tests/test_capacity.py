@@ -20,7 +20,8 @@ LLAMA = "meta-llama/llama-3.1-8b-instruct"
 
 class FakeSystem:
     """A deployment with throughput limit mu[d]; TTFT p99 = 50 / (1 - r/mu) ms, plus seeded noise that
-    shrinks with the run length. Records every call so the tests can check the batching."""
+    shrinks with the run length and grows with the load. Records every call so the tests can check the
+    batching."""
 
     def __init__(self, mu: list[float], noise: float = 0.0):
         self.mu = mu
@@ -34,7 +35,7 @@ class FakeSystem:
             mu = self.mu[p.deployment]
             jitter = self.noise * (1 if (p.seed + int(p.rate * 1000)) % 2 else -1) / math.sqrt(p.num_requests / 1000)
             load = p.rate / mu
-            growth = max(0.0, 1 - 1 / load) + jitter
+            growth = max(0.0, 1 - 1 / load) + jitter * min(load, 1.0)
             ttft = 50.0 / max(1 - load, 1e-3) * (1 + jitter)
             rows.append({"config_id": 0, "point_id": p.point_id, "seed": p.seed, "rate": p.rate,
                          "saturated_rps": min(p.rate, mu), "steady_requests": int(0.9 * p.num_requests),
