@@ -9,18 +9,20 @@ of them within 500 ms), attainment likewise pooled, other bounds on the seeds' m
 Each round proposes PROBES_PER_ROUND rates per deployment: from `start_rate` (or, with
 `start_rate: auto`, the default, from 90% of the throughput measured in a first round with all
 requests arriving at once) in steps of 1 + 4 x tolerance that widen until one rate passes and one
-fails; then, inside [lo, hi], two rates one tolerance apart around the rate where the SLO margin
-(log of measured / allowed) crosses zero, interpolated in log(rate) - or the points splitting
-[lo, hi] in three when the margin cannot be interpolated (stability failures) - until
-max_rate_high / max_rate_low - 1 <= tolerance.
+fails. Where two probes give finite margins (log of measured / allowed of the tightest criterion,
+> 0 failing), the rate where the margin crosses zero is interpolated (or extrapolated) in
+log(rate) and the next probes straddle it one tolerance apart, so that adjacent ones close the
+search; otherwise [lo, hi] is split geometrically. Until max_rate_high / max_rate_low - 1 <=
+tolerance.
 
-Convergence: then lo and hi are simulated again with runs at least twice as long (and long
-enough for MIN_TAIL_SAMPLES pooled requests beyond every bounded percentile). If lo still passes
-and hi still fails, the boundary lies in [lo, hi] at both run lengths, so doubling the run moved
-the answer by less than the tolerance: the answer is lo, reported with the longer runs' metrics.
-Otherwise the longer length becomes the deployment's run length and the search continues from
-what the longer runs say, so runs are longest where the answer is decided. `max_requests`
-caps the run length (`converged` is false when it stopped the search).
+Convergence: then lo / (1 + tolerance) and hi are simulated again with runs at least twice as
+long (and long enough for MIN_TAIL_SAMPLES pooled requests beyond every bounded percentile). If
+the first still passes and the second still fails, the boundary at twice the run length lies in
+[lo / (1 + tol), hi]: doubling the runs moved it by less than one tolerance either way, and the
+answer lo stands (max_rate_low = lo / (1 + tol)). Otherwise the longer length becomes the
+deployment's run length and the search continues from what the longer runs say, so runs are
+longest where the answer is decided. `max_requests` caps the run length (`converged` is false
+when it stopped the search).
 
 Meanwhile (from the first failing rate on) each deployment is driven into sustained
 overload (overload_factor x the lowest failing rate, again x overload_factor while that is
@@ -153,7 +155,10 @@ def derived_attainment(bounds: dict) -> Attainment | None:
 
 AUTO_START_SHARE = 0.9  # auto start: this share of the saturated throughput
 MIN_TAIL_SAMPLES = 100  # requests beyond a percentile bound (pooled over seeds) before it can be trusted
-PROBES_PER_ROUND = 2  # search probes per deployment and round (one batch holds them all)
+PROBES_PER_ROUND = 3  # search probes per deployment and round (one batch holds them all)
+# throughput alone (round 0's saturated-throughput guess, the capacity probe) varies little between
+# seeds: those probes run the first THROUGHPUT_SEEDS seeds only; SLO tails need all of them
+THROUGHPUT_SEEDS = 2
 
 
 def tail_samples(judged: Judged, slo: CapacitySlo) -> float:
@@ -180,7 +185,7 @@ class Judged:
     stable: bool
     fail_reason: str | None
     mean: dict
-    slo_margin: float | None = None  # log(measured / allowed) of the tightest SLO criterion (> 0: violated)
+    margin: float | None = None  # log(measured / allowed) of the tightest criterion (> 0: violated)
 
     @property
     def requests(self) -> int:
@@ -267,18 +272,26 @@ def judge(rows: list[dict], slo: CapacitySlo, steady: SteadySettings) -> Judged:
             margins.append(_share_margin(pooled[0], pooled[1], slo.attainment.min_fraction))
         if pooled is None or pooled[0] < slo.attainment.min_fraction:
             reasons.append("attainment")
+    if growth is not None and math.isfinite(growth):  # the backlog test's margin, for interpolation
+        margins.append(math.log(max(growth, 1e-4) / steady.max_backlog_growth))
     return Judged(first["rate"], first["num_requests"], rows, not reasons, stable, ",".join(reasons) or None, mean,
                   max(margins) if margins else None)
 
 
-def crossing(lo: Judged, hi: Judged) -> float | None:
-    """Rate where the SLO margin crosses zero, interpolated in log(rate) between a passing and a failing
-    rate (None when the failing one failed on stability alone or a margin is not finite)."""
-    a, b = lo.slo_margin, hi.slo_margin
-    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) or not a < 0 < b:
+def _finite(j: Judged) -> bool:
+    return j.margin is not None and math.isfinite(j.margin)
+
+
+def crossing(a: Judged, b: Judged) -> float | None:
+    """Rate where the margin crosses zero on the line through two probes in (log(rate), margin):
+    interpolated between a passing and a failing rate, extrapolated from two on the same side
+    (None when a margin is not finite or the margin does not rise with the rate)."""
+    if not (_finite(a) and _finite(b)) or a.rate == b.rate:
         return None
-    x0, x1 = math.log(lo.rate), math.log(hi.rate)
-    return math.exp(x0 + (0 - a) * (x1 - x0) / (b - a))
+    (x0, y0), (x1, y1) = sorted(((math.log(a.rate), a.margin), (math.log(b.rate), b.margin)))
+    if not y1 > y0:
+        return None
+    return math.exp(x0 - y0 * (x1 - x0) / (y1 - y0))
 
 
 # ---------------------------------------------------------------- one deployment's search
@@ -305,6 +318,7 @@ class _Search:
     step: float = 2.0
     converged: bool = False
     confirm_length: int = 0
+    check: tuple | None = None  # (below, above): the convergence check's runs, when it passed
     capacity: Judged | None = None
     capacity_rate: float | None = None
     capacity_state: str = "waiting"  # waiting, probing, done
@@ -314,6 +328,7 @@ class _Search:
     probes: int = 0
     rounds: int = 0
     start_length: int = 0
+    seen: list = field(default_factory=list)  # search probes judged at the current run length
 
     def __post_init__(self):
         self.start_length = self.start_length or self.length
@@ -322,43 +337,60 @@ class _Search:
     def done(self) -> bool:
         return self.phase == "done" and self.capacity_state == "done"
 
+    def _estimate(self) -> float | None:
+        """Where the boundary is, from the margins seen at this run length (None: no usable estimate)."""
+        lo, hi = self.lo, self.hi
+        if lo is not None and hi is not None:
+            c = crossing(lo, hi) if (_finite(lo) and _finite(hi) and lo.margin < 0 < hi.margin) else None
+            return c if c is not None and lo.rate < c < hi.rate else None
+        side = [j for j in self.seen if _finite(j) and j.passed == (hi is None)]
+        if len(side) < 2:
+            return None
+        side.sort(key=lambda j: j.rate, reverse=hi is None)  # the two nearest the boundary
+        c = crossing(side[0], side[1])
+        ref = side[0].rate
+        if c is None or (hi is None and c <= ref) or (lo is None and c >= ref):
+            return None
+        return min(max(c, ref / self.step ** 2), ref * self.step ** 2)
+
     def _bracket_rates(self) -> list[float]:
         s = self.settings
-        k = PROBES_PER_ROUND
-        if self.lo is None and self.hi is None:  # from start upwards: start, start x step^(1/k), ...
-            rates = [self.start * self.step ** (j / k) for j in range(k)]
-        elif self.hi is None:
-            rates = [self.lo.rate * self.step ** ((j + 1) / k) for j in range(k)]
-        elif self.lo is None:
-            rates = [self.hi.rate / self.step ** ((j + 1) / k) for j in range(k)]
-        else:
-            lo, hi = self.lo.rate, self.hi.rate
-            rates = []
-            c = crossing(self.lo, self.hi)
-            if c is not None:  # straddle the interpolated crossing, one tolerance apart
-                half = math.sqrt(1 + s.tolerance)
-                rates = [r for r in (c / half, c * half) if lo * (1 + s.tolerance / 8) < r < hi / (1 + s.tolerance / 8)]
-            if len(rates) < k:  # split [lo, hi] into k + 1 equal parts of log(rate)
+        g, k = 1 + s.tolerance, PROBES_PER_ROUND
+        lo = self.lo.rate if self.lo is not None else 0.0
+        hi = self.hi.rate if self.hi is not None else math.inf
+        rates = []
+        c = self._estimate()
+        if c is not None:  # three rates one tolerance apart around the estimate: adjacent ones close the search
+            rates = [r for r in (c / g, c, c * g) if lo * (1 + s.tolerance / 8) < r < hi / (1 + s.tolerance / 8)]
+        if not rates:
+            if self.lo is None and self.hi is None:  # around the start
+                rates = [self.start * self.step ** (j - (k - 1) / 2) for j in range(k)]
+            elif self.hi is None:
+                rates = [lo * self.step ** ((j + 1) / k) for j in range(k)]
+            elif self.lo is None:
+                rates = [hi / self.step ** ((j + 1) / k) for j in range(k)]
+            else:  # split [lo, hi] into k + 1 equal parts of log(rate)
                 rates = [lo * (hi / lo) ** ((j + 1) / (k + 1)) for j in range(k)]
-        rates = sorted({min(max(r, s.min_rate), s.max_rate) for r in rates})
-        return rates
+        return sorted({min(max(r, s.min_rate), s.max_rate) for r in rates})
 
-    def next_rates(self) -> list[tuple[float, int]]:
-        """(rate, run length) of this round's probes: the search's, then the capacity probe's."""
+    def next_rates(self) -> list[tuple[float, int, tuple]]:
+        """(rate, run length, seeds) of this round's probes: the search's, then the capacity probe's."""
         s = self.settings
+        seeds, few = tuple(s.seeds), tuple(s.seeds[:THROUGHPUT_SEEDS])
         out = []
         if self.phase == "estimate":
             # all requests at once: the deployment's saturated throughput, a cheap first guess
-            out.append((s.max_rate, self.length))
+            out.append((s.max_rate, self.length, few))
         elif self.phase == "bracket":
-            out += [(r, self.length) for r in self._bracket_rates()]
+            out += [(r, self.length, seeds) for r in self._bracket_rates()]
         elif self.phase == "confirm":
-            out += [(self.lo.rate, self.confirm_length), (self.hi.rate, self.confirm_length)]
+            below = self.lo.rate / (1 + s.tolerance)
+            out += [(below, self.confirm_length, seeds), (self.hi.rate, self.confirm_length, seeds)]
         if self.capacity_state == "waiting" and (self.hi is not None or self.phase == "done"):
             ref = self.hi.rate if self.hi is not None else self.lo.rate
             self.capacity_rate, self.capacity_state = ref * s.overload_factor, "probing"
         if self.capacity_state == "probing":
-            out.append((self.capacity_rate, self.start_length))
+            out.append((self.capacity_rate, self.start_length, few))
         return out
 
     def update(self, judged: list[Judged]) -> None:
@@ -388,6 +420,7 @@ class _Search:
     def _search(self, judged: list[Judged]) -> None:
         s = self.settings
         had_bracket = self.lo is not None and self.hi is not None
+        self.seen += judged
         for j in judged:  # the lowest failing rate first; a passing rate above it is noise and ignored
             if not j.passed and (self.hi is None or j.rate < self.hi.rate):
                 self.hi = j
@@ -422,29 +455,28 @@ class _Search:
             self.confirm_length = min(self.length * 2 ** doublings, s.max_requests)
             self.phase = "confirm"
 
-    def _confirm(self, at_lo: Judged, at_hi: Judged) -> None:
+    def _confirm(self, below: Judged, above: Judged) -> None:
         s = self.settings
         self.length = self.confirm_length
-        if at_lo.passed and not at_hi.passed and tail_samples(at_lo, self.slo) >= MIN_TAIL_SAMPLES:
-            # the boundary lies in [lo, hi] at both run lengths; report the longer runs
-            self.lo, self.hi = at_lo, at_hi
+        self.seen = [below, above]
+        if below.passed and not above.passed and tail_samples(below, self.slo) >= MIN_TAIL_SAMPLES:
+            # the boundary at twice the run length lies in [lo / (1 + tol), hi]: doubling moved it by
+            # less than one tolerance either way; the answer stays lo (runs of the search's length)
+            self.check = (below, above)
             self.converged, self.phase = True, "done"
             return
         # not converged: continue at the longer length from what these runs say (once that length
         # cannot double within max_requests, the search closes there and stops unconverged)
-        if not at_lo.passed:  # the boundary moved below lo
-            self.lo, self.hi = None, at_lo
-        elif at_hi.passed:  # ... or above hi
-            self.lo, self.hi = at_hi, None
-        else:  # too few tail samples
-            self.lo, self.hi = at_lo, at_hi
-        if self.lo is not None and self.hi is not None:
-            if self.hi.rate / self.lo.rate - 1 <= s.tolerance * (1 + 1e-9):
-                self._search_closed()
-            else:
-                self.phase = "bracket"
-            return
-        self.phase, self.step = "bracket", 1 + 4 * s.tolerance
+        if not below.passed:  # the boundary moved down by more than the tolerance
+            self.lo, self.hi = None, below
+        elif above.passed:  # ... or up, past hi
+            self.lo, self.hi = above, None
+        else:  # too few tail samples: the longer runs' bracket
+            self.lo, self.hi = below, above
+        if self.lo is not None and self.hi is not None and self.hi.rate / self.lo.rate - 1 <= s.tolerance * (1 + 1e-9):
+            self._search_closed()
+        else:
+            self.phase, self.step = "bracket", 1 + 4 * s.tolerance
 
     def _capacity(self, j: Judged) -> None:
         if not j.stable:
@@ -459,9 +491,9 @@ class _Search:
 
 # ---------------------------------------------------------------- the search
 
-def _probes(search: _Search, rates: list[tuple[float, int]], seeds) -> list[Probe]:
+def _probes(search: _Search, rates: list[tuple[float, int, tuple]]) -> list[Probe]:
     out = []
-    for rate, n in rates:
+    for rate, n, seeds in rates:
         values = dict(search.point.values, rate=float(rate), num_requests=int(n))
         for rep, seed in enumerate(seeds):
             out.append(Probe(search.index, search.point.point_id, float(rate), int(n), int(seed), rep, values,
@@ -491,7 +523,7 @@ def search_capacity(deployments: list[SearchPoint], slo: CapacitySlo, search: Se
         if not active:
             break
         planned = [(s, s.next_rates()) for s in active]
-        probes = [p for s, rates in planned for p in _probes(s, rates, search.seeds)]
+        probes = [p for s, rates in planned for p in _probes(s, rates)]
         rows = evaluate(probes)
         if isinstance(rows, pl.DataFrame):
             rows = rows.to_dicts()
@@ -500,9 +532,9 @@ def search_capacity(deployments: list[SearchPoint], slo: CapacitySlo, search: Se
         at = 0
         for s, rates in planned:
             judged = []
-            for _ in rates:
-                group = rows[at:at + len(search.seeds)]
-                at += len(search.seeds)
+            for _, _, seeds in rates:
+                group = rows[at:at + len(seeds)]
+                at += len(seeds)
                 judged.append(judge(group, slo, search.steady))
             s.update(judged)
         round_no += 1
@@ -534,7 +566,7 @@ def _result_table(searches: list[_Search], slo: CapacitySlo) -> pl.DataFrame:
         cap_values = [r["saturated_rps"] for r in cap_rows if r.get("saturated_rps") is not None]
         row.update(
             max_rate_rps=lo.rate if lo else None,
-            max_rate_low=lo.rate if lo else None,
+            max_rate_low=(s.check[0].rate if s.check else lo.rate) if lo else None,
             max_rate_high=s.hi.rate if s.hi else None,
             capacity_rps=_mean(cap_values) if cap_values else None,
             capacity_rps_min=min(cap_values) if cap_values else None,
@@ -543,7 +575,8 @@ def _result_table(searches: list[_Search], slo: CapacitySlo) -> pl.DataFrame:
             limited_by=limited,
             converged=s.converged,
             stop_reason=s.note,
-            run_requests=s.length,
+            run_requests=lo.num_requests if lo else s.length,
+            check_requests=s.check[0].num_requests if s.check else None,
             gpus=gpus,
         )
         m = lo.mean if lo else {}

@@ -11,8 +11,8 @@ import textwrap
 import polars as pl
 import pytest
 
-from blis_sweep.capacity import (CapacitySlo, Probe, SearchPoint, SearchSettings, _ProbeStore, derived_attainment,
-                                 search_capacity)
+from blis_sweep.capacity import (CapacitySlo, Judged, Probe, SearchPoint, SearchSettings, _ProbeStore, crossing,
+                                 derived_attainment, judge, search_capacity)
 from blis_sweep.steady_state import Attainment
 
 LLAMA = "meta-llama/llama-3.1-8b-instruct"
@@ -127,6 +127,38 @@ def test_resume_reuses_stored_probes(tmp_path):
     assert first.drop("requests_simulated").equals(second.drop("requests_simulated"))
     other = _ProbeStore(tmp_path, "h2", system)  # another spec hash: nothing reused
     assert other.rows == {}
+
+
+def run_row(p99: float, within: float, rate: float = 10.0, window: int = 1000) -> dict:
+    return {"rate": rate, "num_requests": 1200, "steady_requests": window, "backlog_growth": 0.001,
+            "steady_ttft_p99_ms": p99, "ttft_attainment": within, "infeasible": False}
+
+
+def test_percentile_bounds_judged_on_the_seeds_pooled_windows():
+    slo = CapacitySlo({"ttft_p99_ms": 500.0})
+    # one seed saw a congestion episode (3% of its requests beyond 500 ms), the other none: the mean of
+    # the per-seed p99s (425 ms) would pass, the pooled sample (98.5% within 500 ms) does not
+    episode = judge([run_row(150.0, 1.0), run_row(700.0, 0.97)], slo, SearchSettings().steady)
+    assert not episode.passed and episode.fail_reason == "ttft_p99_ms" and episode.margin > 0
+    # 1.5% beyond in one seed, none in the other: 99.25% pooled, passes (although that seed's own p99 fails)
+    ok = judge([run_row(150.0, 1.0), run_row(520.0, 0.985)], slo, SearchSettings().steady)
+    assert ok.passed and ok.margin < 0
+    # weighted by window size: the seed with the longer window counts more
+    weighted = judge([run_row(150.0, 1.0, window=500), run_row(700.0, 0.985, window=1500)], slo, SearchSettings().steady)
+    assert not weighted.passed  # (500 + 0.985 x 1500) / 2000 = 98.9%
+    # without a per-request share for that bound (another per-request bound given) the seeds' mean decides
+    other = CapacitySlo({"ttft_p99_ms": 500.0}, attainment=Attainment(ttft_ms=300.0, min_fraction=0.5))
+    rows = [dict(run_row(150.0, 1.0), slo_attainment=1.0), dict(run_row(700.0, 0.97), slo_attainment=0.9)]
+    assert judge(rows, other, SearchSettings().steady).passed
+
+
+def test_crossing_interpolates_and_extrapolates_in_log_rate():
+    def j(rate, margin):
+        return Judged(rate, 1000, [], margin <= 0, True, None, {}, margin)
+    assert crossing(j(10.0, -0.5), j(12.0, 0.5)) == pytest.approx(math.sqrt(120.0))
+    assert crossing(j(10.0, 0.5), j(12.0, 1.5)) == pytest.approx(10.0 * (10.0 / 12.0) ** 0.5)
+    assert crossing(j(10.0, 0.5), j(12.0, 0.2)) is None  # margin falling with the rate: no estimate
+    assert crossing(j(10.0, -math.inf), j(12.0, 0.5)) is None
 
 
 def test_percentile_bounds_imply_per_request_bounds():
