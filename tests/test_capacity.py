@@ -184,7 +184,7 @@ base:
   max_num_scheduled_tokens: 1024
 axes:
   max_num_running_reqs: [4, 16, 64]
-replicates: 2
+replicates: 6
 slo:
   ttft_p99_ms: 400
 search:
@@ -244,10 +244,11 @@ def test_capacity_command_converges_and_resumes(small_runs):
     """Doubling the starting run length moves no answer by more than 3% (the acceptance bound)."""
     tmp, runs = small_runs
     for spec, out, result, df in runs.values():
-        # converged, or stopped by max_requests: near saturation a TTFT p99 keeps creeping up for tens
-        # of thousands of requests, and this test caps runs at 16,000 to stay cheap
-        assert df.height == 3 and (df["converged"] | (df["stop_reason"] == "max_requests")).all(), df
-        assert df["converged"].any() and (df["run_requests"] >= 4000).all()
+        # converged, or stopped by max_requests (this test caps runs at 16,000 to stay cheap)
+        stopped = (df["stop_reason"].cast(pl.Utf8) == "max_requests").fill_null(False)
+        assert df.height == 3 and (df["converged"] | stopped).all(), df
+        checked = df.filter("converged")
+        assert checked.height >= 2 and (checked["check_requests"] >= 2 * checked["run_requests"]).all(), df
         assert (df["max_rate_low"] <= df["max_rate_rps"]).all() and (df["max_rate_rps"] < df["max_rate_high"]).all()
         assert (df["capacity_rps"] >= df["max_rate_low"] * 0.95).all()
         assert "max rate" in result.stdout and "capacity.parquet" in result.stderr
@@ -266,6 +267,7 @@ def test_capacity_command_converges_and_resumes(small_runs):
 
 BRUTE_STEP = 1.025
 BRUTE_REQUESTS = 20_000
+BRUTE_SEEDS = 2  # the brute-force boundary of issue 8: every one of two long runs keeps up and meets the SLO
 
 
 @pytest.mark.slow
@@ -278,6 +280,7 @@ def test_capacity_agrees_with_brute_force_long_runs(small_runs):
     for row in answers.iter_rows(named=True):
         rates = [round(row["max_rate_rps"] * BRUTE_STEP ** k, 4) for k in range(-6, 7)]
         text = (SMALL.replace("{n}", str(BRUTE_REQUESTS)).replace("name: small", "name: brute")
+                .replace("replicates: 6", f"replicates: {BRUTE_SEEDS}")
                 .replace("max_num_running_reqs: [4, 16, 64]", f"rate: {rates}")
                 .replace("  max_num_scheduled_tokens: 1024",
                          f"  max_num_scheduled_tokens: 1024\n  max_num_running_reqs: {row['max_num_running_reqs']}"))
