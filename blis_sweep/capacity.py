@@ -601,8 +601,12 @@ def _result_table(searches: list[_Search], slo: CapacitySlo) -> pl.DataFrame:
 
 # ---------------------------------------------------------------- simulating probes locally
 
+KERNEL_REQUESTS = 400_000  # simulated requests per kernel call at most (memory grows with them, ~kB each)
+
+
 class LocalEvaluator:
-    """Simulates a round's probes in this process with the grid's chunk code (one kernel call)."""
+    """Simulates a round's probes in this process with the grid's chunk code (one kernel call, or a few
+    for very big rounds)."""
 
     def __init__(self, spec: GridSpec, slo: CapacitySlo | None = None):
         import numba
@@ -627,8 +631,12 @@ class LocalEvaluator:
         from blis_sweep.grid_run import PointEntry, simulate_points
 
         entries = [PointEntry(p.values, p.lines, i, p.point_id, p.replicate, p.seed) for i, p in enumerate(probes)]
+        # one kernel call per round, unless the round is so big that the simulation state of all its
+        # runs at once would not fit in memory: then calls of KERNEL_REQUESTS requests each
+        longest = max((p.num_requests for p in probes), default=1)
+        batch = 0 if len(probes) * longest <= KERNEL_REQUESTS else max(2 * self.threads, KERNEL_REQUESTS // longest)
         res = simulate_points(entries, self.resolver, self.wcache, self.packs, False, self._quiet, self.threads,
-                              self.spec.steady, self.attainment, kernel_batch=0, class_slo=self.spec.class_slo)
+                              self.spec.steady, self.attainment, kernel_batch=batch, class_slo=self.spec.class_slo)
         self.requests_simulated += res.requests_simulated
         self.simulate_s += res.simulate_s
         self.calls += 1
