@@ -60,8 +60,9 @@ def run_capacity(spec: Path, out: Path) -> dict:
           f"{load:.1f} -> {os.getloadavg()[0]:.1f}), {manifest['rounds']} rounds, "
           f"{manifest['requests_total']:,} requests simulated, {int(table['converged'].sum())} converged",
           flush=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest child so far
     return {"wall_s": wall, "cpu_s": cpu, "load1": load, "load1_end": os.getloadavg()[0], "manifest": manifest,
-            "table": table}
+            "table": table, "peak_mb": peak_mb}
 
 
 def long_run_throughput(tmp: Path, spec_data: dict) -> pl.DataFrame:
@@ -113,6 +114,7 @@ def main() -> None:
         record.update(wall_s=round(base["wall_s"], 1), cpu_s=round(base["cpu_s"], 1), load1=round(base["load1"], 2),
                       load1_end=round(base["load1_end"], 2), search_wall_s=m["wall_s"], simulate_s=m["simulate_s"],
                       rounds=m["rounds"], requests_simulated=m["requests_total"], deployments=table.height,
+                      peak_rss_mb=round(base["peak_mb"]),
                       probes=int(table["probes"].sum()), converged=int(table["converged"].sum()),
                       # the fields benchmarks/compare.py compares between records of one kind
                       configs_per_s=round(int(table["probes"].sum()) / base["wall_s"], 2),
@@ -130,6 +132,7 @@ def main() -> None:
             record.update(doubled_wall_s=round(twice["wall_s"], 1), doubled_cpu_s=round(twice["cpu_s"], 1),
                           doubled_requests=twice["manifest"]["requests_total"],
                           doubled_converged=int(twice["table"]["converged"].sum()),
+                          doubled_peak_rss_mb=round(twice["peak_mb"]),
                           max_change=round(float(both["change"].abs().max()), 4),
                           mean_change=round(float(both["change"].abs().mean()), 4),
                           over_3pct=over.height, under_3pct=both.height - over.height,
