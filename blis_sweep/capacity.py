@@ -628,13 +628,15 @@ class LocalEvaluator:
         self.calls = 0
 
     def __call__(self, probes: list[Probe]) -> pl.DataFrame:
-        from blis_sweep.grid_run import PointEntry, simulate_points
+        from blis_sweep.grid_run import KERNEL_BATCH, PointEntry, simulate_points
 
         entries = [PointEntry(p.values, p.lines, i, p.point_id, p.replicate, p.seed) for i, p in enumerate(probes)]
         # one kernel call per round, unless the round is so big that the simulation state of all its
-        # runs at once would not fit in memory: then calls of KERNEL_REQUESTS requests each
+        # runs at once would not fit in memory (KV block tables of large GPUs, per-request arrays):
+        # then calls of the grid's KERNEL_BATCH configurations, or fewer for long runs
         longest = max((p.num_requests for p in probes), default=1)
-        batch = 0 if len(probes) * longest <= KERNEL_REQUESTS else max(2 * self.threads, KERNEL_REQUESTS // longest)
+        batch = (0 if len(probes) <= KERNEL_BATCH and len(probes) * longest <= KERNEL_REQUESTS
+                 else max(2 * self.threads, min(KERNEL_BATCH, KERNEL_REQUESTS // longest)))
         res = simulate_points(entries, self.resolver, self.wcache, self.packs, False, self._quiet, self.threads,
                               self.spec.steady, self.attainment, kernel_batch=batch, class_slo=self.spec.class_slo)
         self.requests_simulated += res.requests_simulated
