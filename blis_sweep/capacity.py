@@ -601,7 +601,7 @@ def _result_table(searches: list[_Search], slo: CapacitySlo) -> pl.DataFrame:
 
 # ---------------------------------------------------------------- simulating probes locally
 
-KERNEL_REQUESTS = 400_000  # simulated requests per kernel call at most (memory grows with them, ~kB each)
+KERNEL_REQUESTS = 100_000  # simulated requests per kernel call at most (an overloaded long run holds its backlog)
 
 
 class LocalEvaluator:
