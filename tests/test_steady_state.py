@@ -77,6 +77,18 @@ def test_fixed_cuts_and_attainment():
     assert m["slo_attainment"] == pytest.approx(0.9)
     assert m["goodput_rps"] == pytest.approx(0.9 * 800 / (799 / 100.0))
     assert m["steady_e2e_p50_ms"] == pytest.approx(50.0)
+    assert m["e2e_attainment"] == pytest.approx(0.9) and math.isnan(m["ttft_attainment"])
+
+
+def test_per_bound_attainment_shares():
+    # each bound's share of window requests, and the joint share: TTFT of the slow tenth is 180 ms
+    arrival = np.arange(1000, dtype=np.float64) * 10_000.0
+    e2e = np.where(np.arange(1000) % 10 == 0, 900_000.0, 50_000.0)
+    m = metrics(arrival, e2e, Attainment(ttft_ms=100.0, e2e_ms=1000.0), SteadySettings(warmup=0.1, cooldown=0.1))
+    assert m["ttft_attainment"] == pytest.approx(0.9) and m["e2e_attainment"] == 1.0
+    assert math.isnan(m["tpot_attainment"]) and m["slo_attainment"] == pytest.approx(0.9)
+    loose = metrics(arrival, e2e, Attainment(ttft_ms=200.0, tpot_ms=100.0), SteadySettings(warmup=0.1, cooldown=0.1))
+    assert loose["ttft_attainment"] == 1.0 and loose["tpot_attainment"] == 1.0 and loose["slo_attainment"] == 1.0
 
 
 def test_unfinished_requests_count_as_infinitely_late():

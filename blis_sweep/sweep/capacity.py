@@ -1,34 +1,36 @@
 """`blis-sweep capacity SPEC.yaml`: the highest stable offered rate within the SLO, per deployment.
 
-Every point of the sweep file (its grid without a `rate` axis) is a *deployment*. For
-each, the search brackets the boundary by doubling the rate from `start_rate` (or, with
-`start_rate: auto`, the default, from 90% of the throughput measured in a first round with
-all requests arriving at once, in steps of 1 + 4 x tolerance that widen), then
-bisects (geometric midpoints) until max_rate_high / max_rate_low - 1 <= tolerance. A rate
-*passes* when, pooled over the seeds, the run's steady window (blis_sweep.sweep.steady_state) is
-`stable` (mean backlog growth <= max_backlog_growth) and meets every SLO bound (percentile
-bounds on the steady-window latencies, and/or per-request attainment >= min_fraction).
+Every point of the sweep file (its grid without a `rate` axis) is a *deployment*. A rate
+*passes* when, pooled over the seeds, the runs' steady windows (blis_sweep.sweep.steady_state) are
+`stable` (mean backlog growth <= max_backlog_growth) and meet every SLO bound: a percentile
+bound (ttft_p99_ms <= 500) on the seeds' steady-window requests pooled into one sample (>= 99%
+of them within 500 ms), attainment likewise pooled, other bounds on the seeds' mean.
 
-Convergence: when the bisection has closed on [lo, hi], the rates lo / (1 + tolerance), lo
-and hi x (1 + tolerance) are simulated with runs twice as long. If the first still passes,
-the last still fails, no SLO metric at lo moved by more than MAX_SLO_DRIFT_TOLERANCES x
-tolerance of its bound (tail percentiles near a queueing boundary creep up with the run
-length long after the verdicts look settled), and the longer runs hold at least
-MIN_TAIL_SAMPLES requests beyond every bounded percentile, doubling the run moves the boundary by less
-than the tolerance: the answer is lo, and [max_rate_low, max_rate_high] = [lo / (1 + tol),
-hi x (1 + tol)] contains the boundary at both run lengths. Otherwise the longer length
-becomes the deployment's run length and the search continues from what the longer runs
-say (bisecting, or re-bracketing in widening steps of 1 + 4 x tolerance), so runs are
-longest where the answer is decided.
-`max_requests` caps the run length (`converged` is false when it stopped the search).
+Each round proposes PROBES_PER_ROUND rates per deployment: from `start_rate` (or, with
+`start_rate: auto`, the default, from 90% of the throughput measured in a first round with all
+requests arriving at once) in steps of 1 + 4 x tolerance that widen until one rate passes and one
+fails. Where two probes give finite margins (log of measured / allowed of the tightest criterion,
+> 0 failing), the rate where the margin crosses zero is interpolated (or extrapolated) in
+log(rate) and the next probes straddle it one tolerance apart, so that adjacent ones close the
+search; otherwise [lo, hi] is split geometrically. Until max_rate_high / max_rate_low - 1 <=
+tolerance.
+
+Convergence: then lo / (1 + tolerance) and hi are simulated again with runs at least twice as
+long (and long enough for MIN_TAIL_SAMPLES pooled requests beyond every bounded percentile). If
+the first still passes and the second still fails, the boundary at twice the run length lies in
+[lo / (1 + tol), hi]: doubling the runs moved it by less than one tolerance either way, and the
+answer lo stands (max_rate_low = lo / (1 + tol)). Otherwise the longer length becomes the
+deployment's run length and the search continues from what the longer runs say, so runs are
+longest where the answer is decided. `max_requests` caps the run length (`converged` is false
+when it stopped the search).
 
 Meanwhile (from the first failing rate on) each deployment is driven into sustained
 overload (overload_factor x the lowest failing rate, again x overload_factor while that is
-still stable) with runs of the search's current length; `capacity_rps` is its saturated
+still stable) with runs of the starting length; `capacity_rps` is its saturated
 throughput there (completions per second over the middle half of the completions, all of
 which happen while the backlog keeps the server full).
 
-Every round, the next probe of every deployment still searching is simulated in one batch
+Every round, the next probes of every deployment still searching are simulated in one batch
 through `evaluate` (default: the grid's own chunk code, one kernel call per round), so a
 row of a probe is exactly the row `grid` would write for that configuration.
 """
@@ -128,25 +130,35 @@ def slo_column(metric: str, columns) -> str:
     return steady if steady in columns else metric
 
 
+def percentile_key(key: str) -> tuple[str, float] | None:
+    """(latency, quantile) of a per-request percentile bound name such as ttft_p99_ms, else None."""
+    parts = key.split("_")
+    if (len(parts) == 3 and f"{parts[0]}_ms" in ATTAINMENT_BOUNDS and parts[1][:1] == "p" and parts[1][1:].isdigit()
+            and parts[2] == "ms"):
+        return parts[0], int(parts[1][1:]) / 100.0
+    return None
+
+
 def derived_attainment(bounds: dict) -> Attainment | None:
     """Per-request bounds implied by percentile bounds (ttft_p99_ms <= 500: a request is good at ttft <= 500)."""
     per_request, fractions = {}, []
     for key, bound in bounds.items():
-        parts = key.split("_")
-        if len(parts) == 3 and f"{parts[0]}_ms" in ATTAINMENT_BOUNDS and parts[1][:1] == "p" and parts[1][1:].isdigit():
-            name = f"{parts[0]}_ms"
+        pk = percentile_key(key)
+        if pk is not None:
+            name = f"{pk[0]}_ms"
             per_request[name] = min(bound, per_request.get(name, math.inf))
-            fractions.append(int(parts[1][1:]) / 100.0)
+            fractions.append(pk[1])
     if not per_request:
         return None
     return Attainment(**per_request, min_fraction=min(fractions))
 
 
 AUTO_START_SHARE = 0.9  # auto start: this share of the saturated throughput
-MAX_SLO_DRIFT_TOLERANCES = 2.0  # a converged SLO metric moves by at most this many tolerances of its bound
-
-
 MIN_TAIL_SAMPLES = 100  # requests beyond a percentile bound (pooled over seeds) before it can be trusted
+PROBES_PER_ROUND = 3  # search probes per deployment and round (one batch holds them all)
+# throughput alone (round 0's saturated-throughput guess, the capacity probe) varies little between
+# seeds: those probes run the first THROUGHPUT_SEEDS seeds only; SLO tails need all of them
+THROUGHPUT_SEEDS = 2
 
 
 def tail_samples(judged: Judged, slo: CapacitySlo) -> float:
@@ -154,28 +166,12 @@ def tail_samples(judged: Judged, slo: CapacitySlo) -> float:
     fewest = math.inf
     window = sum(int(r.get("steady_requests") or 0) for r in judged.rows)
     for key in slo.bounds:
-        parts = key.split("_")
-        if len(parts) == 3 and parts[1][:1] == "p" and parts[1][1:].isdigit():
-            fewest = min(fewest, window * (1 - int(parts[1][1:]) / 100.0))
+        pk = percentile_key(key)
+        if pk is not None:
+            fewest = min(fewest, window * (1 - pk[1]))
     if slo.attainment is not None:
         fewest = min(fewest, window * (1 - slo.attainment.min_fraction))
     return fewest
-
-
-def slo_drift(short: Judged, long: Judged, slo: CapacitySlo) -> float:
-    """How far the SLO metrics at one rate moved when the run doubled, as a share of their bounds."""
-    drift = 0.0
-    for key, bound in slo.bounds.items():
-        col = slo_column(key, short.rows[0])
-        a, b = short.mean.get(col), long.mean.get(col)
-        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
-            continue
-        drift = max(drift, abs(b - a) / bound if bound > 0 else 0.0)
-    if slo.attainment is not None:
-        a, b = short.mean.get("slo_attainment"), long.mean.get("slo_attainment")
-        if a is not None and b is not None:
-            drift = max(drift, abs(b - a) / max(1 - slo.attainment.min_fraction, 1e-9) / 4)
-    return drift
 
 
 @dataclass
@@ -189,6 +185,7 @@ class Judged:
     stable: bool
     fail_reason: str | None
     mean: dict
+    margin: float | None = None  # log(measured / allowed) of the tightest criterion (> 0: violated)
 
     @property
     def requests(self) -> int:
@@ -200,7 +197,37 @@ def _mean(values) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def pooled_share(rows: list[dict], column: str) -> tuple[float, int] | None:
+    """Share of the seeds' steady-window requests pooled together (column: a per-run share), and the pool size."""
+    total = good = 0.0
+    for r in rows:
+        n, v = int(r.get("steady_requests") or 0), r.get(column)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        total, good = total + n, good + v * n
+    return (good / total, int(total)) if total > 0 else None
+
+
+def _share_margin(share: float, pool: int, needed: float) -> float:
+    """log(missing share / allowed missing share); an empty miss counts as half a request."""
+    return math.log(max(1.0 - share, 0.5 / max(pool, 1)) / max(1.0 - needed, 1e-12))
+
+
+def _value_margin(value: float, bound: float) -> float:
+    if not math.isfinite(value):
+        return math.inf
+    return math.log(max(value, 1e-12) / bound) if bound > 0 else (math.inf if value > bound else -math.inf)
+
+
 def judge(rows: list[dict], slo: CapacitySlo, steady: SteadySettings) -> Judged:
+    """Pool one rate's runs over the seeds: stable (mean backlog growth) and within every SLO bound.
+
+    A percentile bound (ttft_p99_ms <= 500) is judged on the seeds' steady windows pooled into one
+    sample - the share of them within 500 ms must be >= 99% - not on the mean of per-seed p99s: a
+    tail percentile of a short run misses the rare congestion episodes that a pooled sample (and a
+    long run) contains, so the mean of per-seed percentiles is biased low. Bounds the per-request
+    shares cannot express (means, other percentiles of the same latency) use the seeds' mean.
+    """
     first = rows[0]
     if first.get("infeasible"):
         return Judged(first["rate"], first["num_requests"], rows, False, False, "infeasible", {})
@@ -214,26 +241,71 @@ def judge(rows: list[dict], slo: CapacitySlo, steady: SteadySettings) -> Judged:
                        or (r.get("kv_peak_blocks") or 0) >= KV_BOUND_SHARE * (r.get("kv_total_blocks") or math.inf)
                        for r in rows)
         reasons.append("kv_cache" if kv_bound else "throughput")
+    per_request = slo.attainment or derived_attainment(slo.bounds)  # what the runs measured shares against
+    margins = []
     for key, bound in slo.bounds.items():
-        value = mean.get(slo_column(key, first))
-        if value is None or not value <= bound:
+        pk = percentile_key(key)
+        pooled = None
+        if pk is not None and per_request is not None and getattr(per_request, f"{pk[0]}_ms") == bound:
+            pooled = pooled_share(rows, f"{pk[0]}_attainment")
+        if pooled is not None:
+            margin = _share_margin(pooled[0], pooled[1], pk[1])
+            ok = pooled[0] >= pk[1]
+        else:
+            value = mean.get(slo_column(key, first))
+            ok = value is not None and value <= bound
+            margin = _value_margin(value, bound) if value is not None else math.inf
+        margins.append(margin)
+        if not ok:
             reasons.append(key)
     for cls, bounds in slo.class_bounds.items():  # per SLO class of workload specs
         for key, bound in bounds.items():
             value = mean.get(f"{cls}_{key}")
-            if value is not None and not value <= bound:  # None: no request of that class
-                reasons.append(f"{cls}.{key}")
+            if value is not None:  # None: no request of that class
+                margins.append(_value_margin(value, bound))
+                if not value <= bound:
+                    reasons.append(f"{cls}.{key}")
     if slo.attainment is not None:
-        att = mean.get("slo_attainment")
-        if att is None or att < slo.attainment.min_fraction:
+        pooled = pooled_share(rows, "slo_attainment")
+        if pooled is not None:
+            mean["slo_attainment"] = pooled[0]
+            margins.append(_share_margin(pooled[0], pooled[1], slo.attainment.min_fraction))
+        if pooled is None or pooled[0] < slo.attainment.min_fraction:
             reasons.append("attainment")
-    return Judged(first["rate"], first["num_requests"], rows, not reasons, stable, ",".join(reasons) or None, mean)
+    if growth is not None and math.isfinite(growth):  # the backlog test's margin, for interpolation
+        margins.append(math.log(max(growth, 1e-4) / steady.max_backlog_growth))
+    return Judged(first["rate"], first["num_requests"], rows, not reasons, stable, ",".join(reasons) or None, mean,
+                  max(margins) if margins else None)
+
+
+def _finite(j: Judged) -> bool:
+    return j.margin is not None and math.isfinite(j.margin)
+
+
+def crossing(a: Judged, b: Judged) -> float | None:
+    """Rate where the margin crosses zero on the line through two probes in (log(rate), margin):
+    interpolated between a passing and a failing rate, extrapolated from two on the same side
+    (None when a margin is not finite or the margin does not rise with the rate)."""
+    if not (_finite(a) and _finite(b)) or a.rate == b.rate:
+        return None
+    (x0, y0), (x1, y1) = sorted(((math.log(a.rate), a.margin), (math.log(b.rate), b.margin)))
+    if not y1 > y0:
+        return None
+    return math.exp(x0 - y0 * (x1 - x0) / (y1 - y0))
 
 
 # ---------------------------------------------------------------- one deployment's search
 
 @dataclass
 class _Search:
+    """One deployment's search. Each round it proposes PROBES_PER_ROUND rates (bracketing, then
+    narrowing [lo, hi] around the interpolated SLO crossing), then, once hi / lo - 1 <= tolerance,
+    the convergence check: lo and hi again with runs at least twice as long (and long enough for
+    MIN_TAIL_SAMPLES beyond every bounded percentile). Converged when lo still passes and hi still
+    fails there - the boundary at both run lengths lies in [lo, hi], so doubling the run moved the
+    answer by less than the tolerance. Otherwise the longer length becomes the run length and the
+    search continues from what the longer runs say."""
+
     index: int
     point: SearchPoint
     length: int
@@ -241,15 +313,12 @@ class _Search:
     slo: CapacitySlo = field(default_factory=lambda: CapacitySlo())
     lo: Judged | None = None
     hi: Judged | None = None
-    phase: str = "bracket"  # estimate, bracket, bisect, confirm, done
+    phase: str = "bracket"  # estimate, bracket, confirm, done
     start: float | None = None  # first rate of the bracket
     step: float = 2.0
-    widening: bool = False
     converged: bool = False
-    confirm_lo: float | None = None  # rates of the pending convergence check
-    confirm_hi: float | None = None
     confirm_length: int = 0
-    check: tuple | None = None  # (lower, upper) probes of the convergence check that passed
+    check: tuple | None = None  # (below, above): the convergence check's runs, when it passed
     capacity: Judged | None = None
     capacity_rate: float | None = None
     capacity_state: str = "waiting"  # waiting, probing, done
@@ -258,35 +327,70 @@ class _Search:
     requests: int = 0
     probes: int = 0
     rounds: int = 0
+    start_length: int = 0
+    seen: list = field(default_factory=list)  # search probes judged at the current run length
+
+    def __post_init__(self):
+        self.start_length = self.start_length or self.length
 
     @property
     def done(self) -> bool:
         return self.phase == "done" and self.capacity_state == "done"
 
-    def next_rates(self) -> list[tuple[float, int]]:
-        """(rate, run length) of this round's probes: the search's, then the capacity probe's."""
+    def _estimate(self) -> float | None:
+        """Where the boundary is, from the margins seen at this run length (None: no usable estimate)."""
+        lo, hi = self.lo, self.hi
+        if lo is not None and hi is not None:
+            c = crossing(lo, hi) if (_finite(lo) and _finite(hi) and lo.margin < 0 < hi.margin) else None
+            return c if c is not None and lo.rate < c < hi.rate else None
+        side = [j for j in self.seen if _finite(j) and j.passed == (hi is None)]
+        if len(side) < 2:
+            return None
+        side.sort(key=lambda j: j.rate, reverse=hi is None)  # the two nearest the boundary
+        c = crossing(side[0], side[1])
+        ref = side[0].rate
+        if c is None or (hi is None and c <= ref) or (lo is None and c >= ref):
+            return None
+        return min(max(c, ref / self.step ** 2), ref * self.step ** 2)
+
+    def _bracket_rates(self) -> list[float]:
         s = self.settings
+        g, k = 1 + s.tolerance, PROBES_PER_ROUND
+        lo = self.lo.rate if self.lo is not None else 0.0
+        hi = self.hi.rate if self.hi is not None else math.inf
+        rates = []
+        c = self._estimate()
+        if c is not None:  # three rates one tolerance apart around the estimate: adjacent ones close the search
+            rates = [r for r in (c / g, c, c * g) if lo * (1 + s.tolerance / 8) < r < hi / (1 + s.tolerance / 8)]
+        if not rates:
+            if self.lo is None and self.hi is None:  # around the start
+                rates = [self.start * self.step ** (j - (k - 1) / 2) for j in range(k)]
+            elif self.hi is None:
+                rates = [lo * self.step ** ((j + 1) / k) for j in range(k)]
+            elif self.lo is None:
+                rates = [hi / self.step ** ((j + 1) / k) for j in range(k)]
+            else:  # split [lo, hi] into k + 1 equal parts of log(rate)
+                rates = [lo * (hi / lo) ** ((j + 1) / (k + 1)) for j in range(k)]
+        return sorted({min(max(r, s.min_rate), s.max_rate) for r in rates})
+
+    def next_rates(self) -> list[tuple[float, int, tuple]]:
+        """(rate, run length, seeds) of this round's probes: the search's, then the capacity probe's."""
+        s = self.settings
+        seeds, few = tuple(s.seeds), tuple(s.seeds[:THROUGHPUT_SEEDS])
         out = []
         if self.phase == "estimate":
             # all requests at once: the deployment's saturated throughput, a cheap first guess
-            out.append((s.max_rate, self.length))
-        elif self.phase in ("bracket", "bisect"):
-            if self.lo is None and self.hi is None:
-                out.append((self.start, self.length))
-            elif self.hi is None:
-                out.append((min(self.lo.rate * self.step, s.max_rate), self.length))
-            elif self.lo is None:
-                out.append((max(self.hi.rate / self.step, s.min_rate), self.length))
-            else:
-                out.append((math.sqrt(self.lo.rate * self.hi.rate), self.length))
+            out.append((s.max_rate, self.length, few))
+        elif self.phase == "bracket":
+            out += [(r, self.length, seeds) for r in self._bracket_rates()]
         elif self.phase == "confirm":
-            out += [(self.confirm_lo, self.confirm_length), (self.lo.rate, self.confirm_length),
-                    (self.confirm_hi, self.confirm_length)]
+            below = self.lo.rate / (1 + s.tolerance)
+            out += [(below, self.confirm_length, seeds), (self.hi.rate, self.confirm_length, seeds)]
         if self.capacity_state == "waiting" and (self.hi is not None or self.phase == "done"):
             ref = self.hi.rate if self.hi is not None else self.lo.rate
             self.capacity_rate, self.capacity_state = ref * s.overload_factor, "probing"
         if self.capacity_state == "probing":
-            out.append((self.capacity_rate, self.length))
+            out.append((self.capacity_rate, self.start_length, few))
         return out
 
     def update(self, judged: list[Judged]) -> None:
@@ -305,20 +409,26 @@ class _Search:
             mu = judged[0].mean.get("saturated_rps")
             guess = mu * AUTO_START_SHARE if mu is not None and math.isfinite(mu) and mu > 0 else 1.0
             self.start = min(max(guess, s.min_rate), s.max_rate)
-            self.phase, self.step, self.widening = "bracket", 1 + 4 * s.tolerance, True
-        elif self.phase in ("bracket", "bisect"):
-            self._search(judged[0])
+            self.phase, self.step = "bracket", 1 + 4 * s.tolerance
+        elif self.phase == "bracket":
+            self._search(judged)
         elif self.phase == "confirm":
             self._confirm(*judged)
         if self.phase == "done" and self.capacity_state == "waiting" and self.hi is None and self.lo is None:
             self.capacity_state = "done"
 
-    def _search(self, j: Judged) -> None:
+    def _search(self, judged: list[Judged]) -> None:
         s = self.settings
-        if j.passed:
-            self.lo = j
-        else:
-            self.hi = j
+        had_bracket = self.lo is not None and self.hi is not None
+        self.seen += judged
+        for j in judged:  # the lowest failing rate first; a passing rate above it is noise and ignored
+            if not j.passed and (self.hi is None or j.rate < self.hi.rate):
+                self.hi = j
+        if self.lo is not None and self.hi is not None and self.lo.rate >= self.hi.rate:
+            self.lo = None
+        for j in judged:
+            if j.passed and (self.hi is None or j.rate < self.hi.rate) and (self.lo is None or j.rate > self.lo.rate):
+                self.lo = j
         if self.lo is not None and self.hi is None and self.lo.rate >= s.max_rate:
             self.note, self.phase = "search_limit", "done"
             return
@@ -326,13 +436,11 @@ class _Search:
             self.note, self.phase = "below_min_rate", "done"
             return
         if self.lo is None or self.hi is None:
-            if self.widening and ((self.lo is None) == (j is self.hi)):
-                self.step = self.step * self.step
+            if not had_bracket:
+                self.step = self.step * self.step  # widen until the boundary is bracketed
             return
-        if self.hi.rate / self.lo.rate - 1 > s.tolerance:
-            self.phase = "bisect"
-            return
-        self._search_closed()
+        if self.hi.rate / self.lo.rate - 1 <= s.tolerance * (1 + 1e-9):
+            self._search_closed()
 
     def _search_closed(self) -> None:
         s = self.settings
@@ -345,34 +453,30 @@ class _Search:
             have = tail_samples(self.lo, self.slo)
             doublings = 1 if have >= MIN_TAIL_SAMPLES else max(1, math.ceil(math.log2(MIN_TAIL_SAMPLES / max(have, 1))))
             self.confirm_length = min(self.length * 2 ** doublings, s.max_requests)
-            # doubling the run must not move the boundary by more than the tolerance
-            self.confirm_lo = self.lo.rate / (1 + s.tolerance)
-            self.confirm_hi = self.hi.rate * (1 + s.tolerance)
             self.phase = "confirm"
 
-    def _confirm(self, below: Judged, at: Judged, above: Judged) -> None:
+    def _confirm(self, below: Judged, above: Judged) -> None:
         s = self.settings
-        previous = self.lo
         self.length = self.confirm_length
-        drift = slo_drift(previous, at, self.slo)
-        if (below.passed and not above.passed and drift <= MAX_SLO_DRIFT_TOLERANCES * s.tolerance
-                and tail_samples(at, self.slo) >= MIN_TAIL_SAMPLES):
-            self.converged, self.phase = True, "done"
+        self.seen = [below, above]
+        if below.passed and not above.passed and tail_samples(below, self.slo) >= MIN_TAIL_SAMPLES:
+            # the boundary at twice the run length lies in [lo / (1 + tol), hi]: doubling moved it by
+            # less than one tolerance either way; the answer stays lo (runs of the search's length)
             self.check = (below, above)
+            self.converged, self.phase = True, "done"
             return
         # not converged: continue at the longer length from what these runs say (once that length
         # cannot double within max_requests, the search closes there and stops unconverged)
-        passed = [j for j in (below, at, above) if j.passed]
-        failed = [j for j in (below, at, above) if not j.passed]
-        self.lo = max(passed, key=lambda j: j.rate) if passed else None
-        self.hi = min((j for j in failed if self.lo is None or j.rate > self.lo.rate), key=lambda j: j.rate,
-                      default=None)
-        if self.lo is not None and self.hi is not None:
-            self.phase = "bisect" if self.hi.rate / self.lo.rate - 1 > s.tolerance else "bracket"
-            if self.phase == "bracket":
-                self._search_closed()
-            return
-        self.phase, self.step, self.widening = "bracket", 1 + 4 * s.tolerance, True
+        if not below.passed:  # the boundary moved down by more than the tolerance
+            self.lo, self.hi = None, below
+        elif above.passed:  # ... or up, past hi
+            self.lo, self.hi = above, None
+        else:  # too few tail samples: the longer runs' bracket
+            self.lo, self.hi = below, above
+        if self.lo is not None and self.hi is not None and self.hi.rate / self.lo.rate - 1 <= s.tolerance * (1 + 1e-9):
+            self._search_closed()
+        else:
+            self.phase, self.step = "bracket", 1 + 4 * s.tolerance
 
     def _capacity(self, j: Judged) -> None:
         if not j.stable:
@@ -387,9 +491,9 @@ class _Search:
 
 # ---------------------------------------------------------------- the search
 
-def _probes(search: _Search, rates: list[tuple[float, int]], seeds) -> list[Probe]:
+def _probes(search: _Search, rates: list[tuple[float, int, tuple]]) -> list[Probe]:
     out = []
-    for rate, n in rates:
+    for rate, n, seeds in rates:
         values = dict(search.point.values, rate=float(rate), num_requests=int(n))
         for rep, seed in enumerate(seeds):
             out.append(Probe(search.index, search.point.point_id, float(rate), int(n), int(seed), rep, values,
@@ -419,7 +523,7 @@ def search_capacity(deployments: list[SearchPoint], slo: CapacitySlo, search: Se
         if not active:
             break
         planned = [(s, s.next_rates()) for s in active]
-        probes = [p for s, rates in planned for p in _probes(s, rates, search.seeds)]
+        probes = [p for s, rates in planned for p in _probes(s, rates)]
         rows = evaluate(probes)
         if isinstance(rows, pl.DataFrame):
             rows = rows.to_dicts()
@@ -428,9 +532,9 @@ def search_capacity(deployments: list[SearchPoint], slo: CapacitySlo, search: Se
         at = 0
         for s, rates in planned:
             judged = []
-            for _ in rates:
-                group = rows[at:at + len(search.seeds)]
-                at += len(search.seeds)
+            for _, _, seeds in rates:
+                group = rows[at:at + len(seeds)]
+                at += len(seeds)
                 judged.append(judge(group, slo, search.steady))
             s.update(judged)
         round_no += 1
@@ -463,7 +567,7 @@ def _result_table(searches: list[_Search], slo: CapacitySlo) -> pl.DataFrame:
         row.update(
             max_rate_rps=lo.rate if lo else None,
             max_rate_low=(s.check[0].rate if s.check else lo.rate) if lo else None,
-            max_rate_high=(s.check[1].rate if s.check else s.hi.rate) if s.hi else None,
+            max_rate_high=s.hi.rate if s.hi else None,
             capacity_rps=_mean(cap_values) if cap_values else None,
             capacity_rps_min=min(cap_values) if cap_values else None,
             capacity_rps_max=max(cap_values) if cap_values else None,
@@ -471,7 +575,8 @@ def _result_table(searches: list[_Search], slo: CapacitySlo) -> pl.DataFrame:
             limited_by=limited,
             converged=s.converged,
             stop_reason=s.note,
-            run_requests=s.length,
+            run_requests=lo.num_requests if lo else s.length,
+            check_requests=s.check[0].num_requests if s.check else None,
             gpus=gpus,
         )
         m = lo.mean if lo else {}
@@ -496,8 +601,12 @@ def _result_table(searches: list[_Search], slo: CapacitySlo) -> pl.DataFrame:
 
 # ---------------------------------------------------------------- simulating probes locally
 
+KERNEL_REQUESTS = 100_000  # simulated requests per kernel call at most (an overloaded long run holds its backlog)
+
+
 class LocalEvaluator:
-    """Simulates a round's probes in this process with the grid's chunk code (one kernel call)."""
+    """Simulates a round's probes in this process with the grid's chunk code (one kernel call, or a few
+    for very big rounds)."""
 
     def __init__(self, spec: GridSpec, slo: CapacitySlo | None = None):
         import numba
@@ -519,11 +628,17 @@ class LocalEvaluator:
         self.calls = 0
 
     def __call__(self, probes: list[Probe]) -> pl.DataFrame:
-        from blis_sweep.sweep.run import PointEntry, simulate_points
+        from blis_sweep.sweep.run import KERNEL_BATCH, PointEntry, simulate_points
 
         entries = [PointEntry(p.values, p.lines, i, p.point_id, p.replicate, p.seed) for i, p in enumerate(probes)]
+        # one kernel call per round, unless the round is so big that the simulation state of all its
+        # runs at once would not fit in memory (KV block tables of large GPUs, per-request arrays):
+        # then calls of the grid's KERNEL_BATCH configurations, or fewer for long runs
+        longest = max((p.num_requests for p in probes), default=1)
+        batch = (0 if len(probes) <= KERNEL_BATCH and len(probes) * longest <= KERNEL_REQUESTS
+                 else max(2 * self.threads, min(KERNEL_BATCH, KERNEL_REQUESTS // longest)))
         res = simulate_points(entries, self.resolver, self.wcache, self.packs, False, self._quiet, self.threads,
-                              self.spec.steady, self.attainment, kernel_batch=0, class_slo=self.spec.class_slo)
+                              self.spec.steady, self.attainment, kernel_batch=batch, class_slo=self.spec.class_slo)
         self.requests_simulated += res.requests_simulated
         self.simulate_s += res.simulate_s
         self.calls += 1

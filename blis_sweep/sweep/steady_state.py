@@ -25,7 +25,8 @@ answer is about. So every run gets:
 * `saturated_rps`: completions per second over the middle half of all completions; under
   sustained overload the server is full throughout them, so it is the capacity.
 * with an attainment SLO: `slo_attainment` (share of window requests that meet every
-  per-request bound) and `goodput_rps` (those requests per second of the window).
+  per-request bound), `goodput_rps` (those requests per second of the window) and, per
+  bound, `ttft_attainment` / `tpot_attainment` / `e2e_attainment` (share meeting that bound).
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ STEADY_FLOAT_COLUMNS = (
     + tuple(f"steady_{m}_{s}_ms" for m in LATENCIES for s in ("mean", *(f"p{q}" for q in PERCENTILES)))
     + ("backlog_start", "backlog_end", "backlog_slope_rps", "backlog_growth", "little_ratio",
        "slo_attainment", "goodput_rps")
+    + tuple(f"{b[:-3]}_attainment" for b in ATTAINMENT_BOUNDS)
 )
 STEADY_INT_COLUMNS = ("warmup_requests", "cooldown_requests", "steady_requests")
 STEADY_STRING_COLUMNS = ("verdict",)
@@ -224,9 +226,13 @@ def steady_metrics(arrival_us: np.ndarray, completed: np.ndarray, has_ttft: np.n
 
     if attainment is not None:
         good = np.ones(hi - lo, dtype=bool)
-        for bound, values in ((attainment.ttft_ms, ttft), (attainment.tpot_ms, tpot), (attainment.e2e_ms, e2e[sl])):
+        for name, bound, values in (("ttft", attainment.ttft_ms, ttft), ("tpot", attainment.tpot_ms, tpot),
+                                    ("e2e", attainment.e2e_ms, e2e[sl])):
             if bound is not None:
-                good &= values <= bound
+                meets = values <= bound
+                good &= meets
+                # per bound too: pooled over seeds, these shares decide a percentile bound (capacity.judge)
+                out[f"{name}_attainment"] = float(meets.mean())
         out.update(slo_attainment=float(good.mean()), goodput_rps=float(np.count_nonzero(good)) / span_s)
     return out
 
