@@ -1,34 +1,34 @@
 """Decision-trace records: per routing decision, the top-k counterfactual candidates and the regret."""
-import numpy as np
 from numba import njit
 
 from .layout import ROUTE_WEIGHTED
 
 
 @njit(cache=True, error_model="numpy")
-def _decimal_digits_nb(x, out):
-    """Decimal digits of x >= 0 into out, least significant first; returns their count."""
-    n = 0
-    while True:
-        out[n] = x % 10
+def _digit_count_nb(x):
+    """Decimal digits of x >= 0, and 10 ** (digits - 1)."""
+    n = 1
+    top = 1
+    while x // top >= 10:
+        top *= 10
         n += 1
-        x //= 10
-        if x == 0:
-            return n
+    return n, top
 
 
 @njit(cache=True, error_model="numpy")
 def instance_id_less_nb(a, b):
-    """"instance_<a>" < "instance_<b>" as strings (so instance_10 sorts before instance_2)."""
-    da = np.empty(20, dtype=np.int64)
-    db = np.empty(20, dtype=np.int64)
-    na = _decimal_digits_nb(a, da)
-    nb = _decimal_digits_nb(b, db)
-    for k in range(min(na, nb)):
-        ca = da[na - 1 - k]
-        cb = db[nb - 1 - k]
+    """"instance_<a>" < "instance_<b>" as strings (so instance_10 sorts before instance_2).
+
+    Allocation-free: it runs inside the event loop, which is compiled without reference counting."""
+    na, ta = _digit_count_nb(a)
+    nb, tb = _digit_count_nb(b)
+    for _ in range(min(na, nb)):
+        ca = (a // ta) % 10
+        cb = (b // tb) % 10
         if ca != cb:
             return ca < cb
+        ta //= 10
+        tb //= 10
     return na < nb
 
 

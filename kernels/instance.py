@@ -29,8 +29,14 @@ def _wq_recenter_nb(wq, ist, i):
     new_head = (wq.shape[1] - n) // 2
     if new_head == head:
         return
-    tmp = wq[i, head:head + n].copy()
-    wq[i, new_head:new_head + n] = tmp
+    # an overlapping move, in the direction that reads each slot before it is overwritten
+    # (no temporary copy: this runs inside the event loop, compiled without reference counting)
+    if new_head < head:
+        for k in range(n):
+            wq[i, new_head + k] = wq[i, head + k]
+    else:
+        for k in range(n - 1, -1, -1):
+            wq[i, new_head + k] = wq[i, head + k]
     ist[i].wq_head = new_head
 
 
@@ -162,14 +168,11 @@ def _close_itl_span_nb(st, i, r):
     return True
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _decode_token_nb(st, reqs, i, r, now, n_new, block_size):
-    """KV for one decode token of running request r; False when the batch cannot continue."""
-    if try_append_decode_token_nb(st, reqs, i, r, st.rq[r].progress, block_size):
-        # the token fits in the request's partial last block (the common case)
-        return True
-    # The token opens a new block. In decode the reference pops one free block
-    # without a free-count check; when one is there, do just that here.
+@njit(cache=True, error_model="numpy")
+def _decode_new_block_nb(st, reqs, i, r, now, n_new, block_size):
+    """KV for a decode token that opens a new block; False when the batch cannot continue."""
+    # In decode the reference pops one free block without a free-count check; when one
+    # is there, do just that here.
     ist, rq, blocks, cs = st.ist, st.rq, st.blocks, st.cs
     b = pop_free_block_nb(blocks, st.ht_key, st.ht_val, ist, cs, i)
     if b != -1:
@@ -196,10 +199,10 @@ def _decode_token_nb(st, reqs, i, r, now, n_new, block_size):
 def _schedule_running_nb(cfg, st, reqs, i, now, n_snap, budget):
     """First half of makeRunningBatch: budget and KV for the requests already running.
 
-    Kept small and separate so the per-token decode path compiles tightly.
+    The per-token path uses only arrays taken out of `st` and `reqs` up front.
     Returns (remaining budget, decode tokens scheduled)."""
-    ist, rq, rb = st.ist, st.rq, st.rb
-    in_len, out_len = reqs.in_len, reqs.out_len
+    ist, rq, rb, blocks, ht_key, ht_val, chash = st.ist, st.rq, st.rb, st.blocks, st.ht_key, st.ht_val, st.chash
+    in_len, out_len, seq_off, ph, pow_table = reqs.in_len, reqs.out_len, reqs.seq_off, reqs.prefix_hash, reqs.pow_table
     block_size = cfg.block_size
     threshold = cfg.long_prefill_token_threshold
     decode_tokens = 0
@@ -207,7 +210,8 @@ def _schedule_running_nb(cfg, st, reqs, i, now, n_snap, budget):
         r = rb[i, k]
         if budget <= 0:
             break
-        n_new = in_len[r] - rq[r].progress
+        req = rq[r]
+        n_new = in_len[r] - req.progress
         if n_new > 0:
             if 0 < threshold < n_new:
                 n_new = threshold
@@ -216,15 +220,18 @@ def _schedule_running_nb(cfg, st, reqs, i, now, n_snap, budget):
                 break
             budget -= n_new
             ist[i].step_miss_tokens += n_new
-            rq[r].num_new = n_new
-            rq[r].computed += n_new
-        if rq[r].progress >= in_len[r] and out_len[r] > 0:
-            if not _decode_token_nb(st, reqs, i, r, now, n_new, block_size):
-                break
+            req.num_new = n_new
+            req.computed += n_new
+        if req.progress >= in_len[r] and out_len[r] > 0:
+            # the token fits in the request's partial last block (the common case), or opens one
+            if not try_append_decode_token_nb(blocks, ht_key, ht_val, rq, chash, i, r, ph, seq_off[r], req.progress,
+                                              pow_table, block_size):
+                if not _decode_new_block_nb(st, reqs, i, r, now, n_new, block_size):
+                    break
             budget -= 1
-            rq[r].num_new = 1
+            req.num_new = 1
             decode_tokens += 1
-            rq[r].computed += 1
+            req.computed += 1
     return budget, decode_tokens
 
 
@@ -297,12 +304,14 @@ def _step_time_nb(cfg, st, reqs, i):
     return advance
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _complete_nb(cfg, st, reqs, i, r, now, advance, progress):
     """Request r emitted its last token: its final KV write, release, and the completion event.
     False when working memory ran out."""
     ist, rq = st.ist, st.rq
-    if reqs.out_len[r] > 0 and not try_append_decode_token_nb(st, reqs, i, r, progress, cfg.block_size):
+    if reqs.out_len[r] > 0 and not try_append_decode_token_nb(
+            st.blocks, st.ht_key, st.ht_val, rq, st.chash, i, r, reqs.prefix_hash, reqs.seq_off[r], progress,
+            reqs.pow_table, cfg.block_size):
         if not store_allocate_nb(st, reqs, i, r, cfg.block_size, progress, progress + 1, st.lookup_ids,
                                  np.int64(0)):
             if st.cs.status != 0:

@@ -446,29 +446,31 @@ def store_release_nb(st, i, r):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def try_append_decode_token_nb(st, reqs, i, r, position, block_size):
+def try_append_decode_token_nb(blocks, ht_key, ht_val, rq, chash, i, r, ph, seq_start, position, pow_table,
+                               block_size):
     """Fast path of a decode allocation: the token fits in the request's partial last block.
 
     Exactly what AllocateKVBlocks does in that case (no free-block check, no new block);
     returns False when the full allocation path is needed instead. The token's hash is
     folded in lazily, only when the block fills and its prefix hash is needed.
+    Per decode token: plain arrays, not State (extracting arrays from a tuple in this
+    inlined, branchy code costs reference-count calls per token).
     """
-    rq = st.rq
     req = rq[r]
     ntok = req.latest_ntok
     if ntok == 0 or ntok >= block_size:
         return False
     latest = req.latest_block
-    st.blocks[i, latest].ntok = ntok + 1
+    blocks[i, latest].ntok = ntok + 1
     req.latest_ntok = ntok + 1
     n_pending = req.pend_len
     if n_pending > 0 and req.pend_start + n_pending == position:
         req.pend_len = n_pending + 1
     else:
-        commit_pending_hash_nb(rq, st.chash, r, reqs.prefix_hash, reqs.seq_off[r], reqs.pow_table)
+        commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table)
         req.pend_start = position
         req.pend_len = 1
     if ntok + 1 == block_size:
-        commit_pending_hash_nb(rq, st.chash, r, reqs.prefix_hash, reqs.seq_off[r], reqs.pow_table)
-        _close_block_nb(st.blocks, st.ht_key, st.ht_val, i, latest, st.chash[r])
+        commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table)
+        _close_block_nb(blocks, ht_key, ht_val, i, latest, chash[r])
     return True

@@ -107,7 +107,7 @@ cfg_dt = np.dtype([
     ("mfu_prefill", _F),
     ("mfu_decode", _F),
     ("all_reduce_latency", _F),
-])
+], align=True)
 
 # ---- metrics of one block (the cluster, or one instance): out_cluster[c], out_instances[c, i].
 # (column name, whether it counts something): all are stored as float64 (NaN: not defined),
@@ -163,7 +163,7 @@ METRIC_FIELDS = (
     ("kv_thrashing_rate", False),
     ("status", True),  # STATUS_OK, or STATUS_CAPACITY: working memory too small (caller retries larger)
 )
-metrics_dt = np.dtype([(name, _F) for name, _ in METRIC_FIELDS])
+metrics_dt = np.dtype([(name, _F) for name, _ in METRIC_FIELDS], align=True)
 # the columns of results tables, in order, and those holding integers
 METRIC_COLUMNS = tuple(name for name, _ in METRIC_FIELDS if name != "status")
 INTEGER_COLUMNS = frozenset(name for name, count in METRIC_FIELDS if count and name != "status")
@@ -179,7 +179,7 @@ request_out_dt = np.dtype([
     ("sched", _I),  # last scheduling delay
     ("flags", _I),
     ("instance", _I),
-])
+], align=True)
 
 # ---- per-request flags
 RF_HAS_TTFT = 1
@@ -191,7 +191,7 @@ RF_ADMISSION_DECIDED = 32
 RF_HAS_ITL = 64  # at least one inter-token latency recorded
 
 # ---- decision trace: trace_route[c, r] and trace_candidates[c, r, k]
-route_trace_dt = np.dtype([("clock", _F), ("regret", _F)])
+route_trace_dt = np.dtype([("clock", _F), ("regret", _F)], align=True)
 candidate_dt = np.dtype([
     ("instance", _F),
     ("score", _F),
@@ -199,4 +199,4 @@ candidate_dt = np.dtype([
     ("batch_size", _F),
     ("kv_utilization", _F),
     ("free_kv_blocks", _F),
-])
+], align=True)

@@ -63,7 +63,7 @@ instance_dt = np.dtype([
     ("kv_block_ticks", _F),
     ("offload_threshold", _F),
     ("transfer_bandwidth", _F),
-])
+], align=True)
 
 # ---- one KV block of one instance: blocks[i, b]
 block_dt = np.dtype([
@@ -78,10 +78,10 @@ block_dt = np.dtype([
     ("cpu_ntok", _I),
     ("hash", np.uint64),  # the prefix hash it closes (when hashed)
     ("cpu_hash", np.uint64),
-])
+], align=True)
 
 # ---- instance event heap entries: heap[i, slot]
-event_dt = np.dtype([("time", _I), ("kind", _I), ("req", _I)])
+event_dt = np.dtype([("time", _I), ("kind", _I), ("req", _I)], align=True)
 EV_ARRIVAL = 0
 EV_QUEUED = 1
 EV_STEP = 2
@@ -90,7 +90,7 @@ EV_PREEMPTION = 4
 EV_REQUEST_LEFT = 5
 
 # ---- cluster event heap entries: cheap[slot]; kinds are the reference's priorities
-cluster_event_dt = np.dtype([("time", _I), ("prio", _I), ("seq", _I), ("req", _I)])
+cluster_event_dt = np.dtype([("time", _I), ("prio", _I), ("seq", _I), ("req", _I)], align=True)
 CEV_ARRIVAL = 0
 CEV_ADMISSION = 1
 CEV_ROUTING = 2
@@ -121,19 +121,19 @@ request_dt = np.dtype([
     # step of its instance while it decodes, so its records are spans of that instance's entries
     ("itl_span", _I),  # step-log entry where its current span began (-1: not decoding)
     ("spans", _I),  # head of its list of spans closed by preemption (-1: none)
-])
+], align=True)
 
 # ---- block-list nodes (a request's blocks, walked backwards): nodes[k]
-node_dt = np.dtype([("block", _I), ("prev", _I)])
+node_dt = np.dtype([("block", _I), ("prev", _I)], align=True)
 
 # ---- step log: one entry per step that recorded inter-token latencies
 step_dt = np.dtype([
     ("value", _I),  # the step's inter-token latency (every record of a step has the same value)
     ("instance", _I),
     ("records", _I),  # records made (decode tokens plus completions)
-])
+], align=True)
 # ---- spans of step-log entries closed by preemption: spans[k]
-span_dt = np.dtype([("start", _I), ("end", _I), ("next", _I)])
+span_dt = np.dtype([("start", _I), ("end", _I), ("next", _I)], align=True)
 
 # ---- the configuration's scalars: cs (one record)
 cluster_dt = np.dtype([
@@ -149,7 +149,7 @@ cluster_dt = np.dtype([
     ("routed", _I),
     ("bucket_tokens", _F),
     ("bucket_last_refill", _F),
-])
+], align=True)
 
 # ---- groups of arrays, built once per configuration
 # the configuration's requests (slices of the packed workload) and the token-hash tables
