@@ -340,12 +340,9 @@ def _cluster_block_nb(cfg, st, reqs, n, itl_counts, row):
     """The metrics block merged over all instances."""
     ist, cs = st.ist, st.cs
     n_inst = cfg.num_instances
-    c = np.zeros(12, dtype=np.int64)  # sums of integer counters, named below
-    block_ticks = 0.0
-    hit_rate_sum = 0.0
-    thrashing_sum = 0.0
-    sim_ended = 0
-    peak = 0
+    completed = total_in = total_out = preemptions = waiting = running = used_end = free_end = 0
+    steps = regressions = alloc_failures = inversions = sim_ended = peak = 0
+    block_ticks = hit_rate_sum = thrashing_sum = 0.0
     wq_sums = np.empty(n_inst, dtype=np.int64)
     wq_counts = np.empty(n_inst, dtype=np.int64)
     for i in range(n_inst):
@@ -357,26 +354,25 @@ def _cluster_block_nb(cfg, st, reqs, n, itl_counts, row):
         thrashing_sum += _thrashing_rate_nb(inst)
         wq_sums[i] = inst.wq_sample_sum
         wq_counts[i] = inst.wq_sample_count
-        c[0] += inst.completed
-        c[1] += inst.total_input
-        c[2] += inst.total_output
-        c[3] += inst.preemptions
-        c[4] += inst.wq_len
-        c[5] += inst.rb_len
-        c[6] += inst.kv_used
-        c[7] += count_free_list_nb(st.blocks, ist, i)
-        c[8] += inst.step_count
-        c[9] += inst.clock_regressions
-        c[10] += inst.kv_alloc_failures
-        c[11] += priority_inversions_nb(st.rq, reqs.arrival, i, n)
-    completed, waiting, running = c[0], c[4], c[5]
+        completed += inst.completed
+        total_in += inst.total_input
+        total_out += inst.total_output
+        preemptions += inst.preemptions
+        waiting += inst.wq_len
+        running += inst.rb_len
+        used_end += inst.kv_used
+        free_end += count_free_list_nb(st.blocks, ist, i)
+        steps += inst.step_count
+        regressions += inst.clock_regressions
+        alloc_failures += inst.kv_alloc_failures
+        inversions += priority_inversions_nb(st.rq, reqs.arrival, i, n)
     latency_block_nb(row, st.rq, reqs.out_len, st.step_log, itl_counts, np.int64(-1), np.int64(n),
-                     (completed, c[1], c[2], np.int64(sim_ended)))
-    row.preemptions = c[3]
+                     (np.int64(completed), np.int64(total_in), np.int64(total_out), np.int64(sim_ended)))
+    row.preemptions = preemptions
     row.cache_hit_rate = hit_rate_sum / float(n_inst)
     row.kv_peak_blocks = peak
     row.kv_block_ticks = block_ticks
-    row.priority_inversions = c[11]
+    row.priority_inversions = inversions
     row.hol_blocking_events = hol_blocking_nb(wq_sums, wq_counts)
     row.rejected_requests = cs.rejected
     row.arrived_requests = cs.arrived
@@ -385,12 +381,12 @@ def _cluster_block_nb(cfg, st, reqs, n, itl_counts, row):
     row.running_at_end = running
     # admitted but not yet in a wait queue (in the control plane or between arrival and queued)
     row.in_flight_at_end = cs.arrived - cs.rejected - completed - waiting - running
-    row.kv_used_at_end = c[6]
-    row.kv_free_at_end = c[7]
+    row.kv_used_at_end = used_end
+    row.kv_free_at_end = free_end
     row.kv_total_blocks = cfg.total_kv_blocks * n_inst
-    row.steps = c[8]
-    row.clock_regressions = c[9]
-    row.kv_alloc_failures = c[10]
+    row.steps = steps
+    row.clock_regressions = regressions
+    row.kv_alloc_failures = alloc_failures
     row.kv_thrashing_rate = thrashing_sum / float(n_inst)
     row.status = 0
 
