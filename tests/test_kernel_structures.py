@@ -22,6 +22,7 @@ from blis_sweep.kernels.kv_cache import (
     HT_EMPTY, _free_list_append_nb, _free_list_remove_nb, count_free_list_nb, ht_delete_nb, ht_get_nb, ht_put_nb,
     ht_version_nb, pop_free_block_nb,
 )
+from tests.oracle_sim import GoHeap, _Ev
 
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
@@ -71,42 +72,6 @@ def test_hash_map_behaves_like_a_dict(ops):
 
 
 # ---------------------------------------------------------------- event heaps
-class GoHeap:
-    """Go's container/heap (append + up; swap root with last, down over n-1) on (time, kind, req),
-    ordered by time only: equal times come out in the order this sift order gives."""
-
-    def __init__(self):
-        self.h: list[tuple[int, int, int]] = []
-
-    def push(self, item):
-        h = self.h
-        h.append(item)
-        j = len(h) - 1
-        while j > 0:
-            p = (j - 1) // 2
-            if not h[j][0] < h[p][0]:
-                break
-            h[p], h[j] = h[j], h[p]
-            j = p
-
-    def pop(self):
-        h = self.h
-        n = len(h) - 1
-        h[0], h[n] = h[n], h[0]
-        k = 0
-        while True:
-            c = 2 * k + 1
-            if c >= n:
-                break
-            if c + 1 < n and h[c + 1][0] < h[c][0]:
-                c += 1
-            if not h[c][0] < h[k][0]:
-                break
-            h[k], h[c] = h[c], h[k]
-            k = c
-        return h.pop()
-
-
 heap_ops = st.lists(st.one_of(st.tuples(st.just("push"), st.integers(0, 6), st.integers(0, 5)),
                               st.just(("pop", 0, 0))), max_size=150)
 
@@ -117,16 +82,17 @@ def test_instance_heap_pops_exactly_as_go_container_heap(ops):
     capacity = 40
     heap = np.zeros((2, capacity), dtype=S.event_dt)
     ist = np.zeros(2, dtype=S.instance_dt)
-    model = GoHeap()
+    model = GoHeap()  # the oracle's: Go's container/heap ordered by time only
     for n_op, (op, time, kind) in enumerate(ops):
         if op == "push":
             ok = heap_push_nb(heap, ist, 1, time, kind, n_op)
-            assert ok == (len(model.h) < capacity)
+            assert ok == (len(model) < capacity)
             if ok:
-                model.push((time, kind, n_op))
-        elif model.h:
-            assert tuple(heap_pop_nb(heap, ist, 1)) == model.pop()
-        assert ist[1]["heap_len"] == len(model.h)
+                model.push(_Ev(time, kind, n_op))
+        elif len(model):
+            want = model.pop()
+            assert tuple(heap_pop_nb(heap, ist, 1)) == (want.time, want.kind, want.req)
+        assert ist[1]["heap_len"] == len(model)
     assert ist[0]["heap_len"] == 0
 
 
@@ -162,6 +128,15 @@ def _pop_nb(blocks, ht_key, ht_val, ist, cs):
     return pop_free_block_nb(blocks, ht_key, ht_val, ist, cs[0], 0)
 
 
+def _one_instance_kv(total: int, room: int):
+    """(blocks, ist, cs, ht_key, ht_val) of one instance with `total` KV blocks, `room` of them backed."""
+    ist = np.zeros(1, dtype=S.instance_dt)
+    ist["kv_total"] = total
+    ist["free_head"] = ist["free_tail"] = -1
+    return (np.zeros((1, room), dtype=S.block_dt), ist, np.zeros(1, dtype=S.cluster_dt),
+            np.full((1, 16), HT_EMPTY, dtype=np.uint64), np.zeros((1, 17), dtype=np.int64))
+
+
 free_list_ops = st.lists(st.tuples(st.sampled_from(["pop", "release", "adopt"]), st.integers(0, 1000)),
                          max_size=120)
 
@@ -171,13 +146,7 @@ free_list_ops = st.lists(st.tuples(st.sampled_from(["pop", "release", "adopt"]),
 def test_free_list_is_lru_with_an_implicit_untouched_head(total, ops):
     """Blocks start as the list 0..total-1; a pop takes the head, a release appends at the tail,
     adopting a cached free block takes it out wherever it is."""
-    blocks = np.zeros((1, total), dtype=S.block_dt)
-    ist = np.zeros(1, dtype=S.instance_dt)
-    ist["kv_total"] = total
-    ist["free_head"] = ist["free_tail"] = -1
-    cs = np.zeros(1, dtype=S.cluster_dt)
-    ht_key = np.full((1, 16), HT_EMPTY, dtype=np.uint64)
-    ht_val = np.zeros((1, 17), dtype=np.int64)
+    blocks, ist, cs, ht_key, ht_val = _one_instance_kv(total, total)
     free = deque(range(total))
     in_use: list[int] = []
     released: set[int] = set()  # free blocks that were used once (the explicit part of the list)
@@ -204,13 +173,7 @@ def test_free_list_is_lru_with_an_implicit_untouched_head(total, ops):
 
 
 def test_popping_a_cached_block_drops_its_prefix_hash():
-    blocks = np.zeros((1, 2), dtype=S.block_dt)
-    ist = np.zeros(1, dtype=S.instance_dt)
-    ist["kv_total"] = 2
-    ist["free_head"] = ist["free_tail"] = -1
-    cs = np.zeros(1, dtype=S.cluster_dt)
-    ht_key = np.full((1, 16), HT_EMPTY, dtype=np.uint64)
-    ht_val = np.zeros((1, 17), dtype=np.int64)
+    blocks, ist, cs, ht_key, ht_val = _one_instance_kv(2, 2)
     assert [_pop_nb(blocks, ht_key, ht_val, ist, cs) for _ in range(2)] == [0, 1]
     blocks[0, 1]["hash"] = 12345
     blocks[0, 1]["hashed"] = 1
@@ -223,13 +186,7 @@ def test_popping_a_cached_block_drops_its_prefix_hash():
 
 
 def test_touching_more_blocks_than_the_working_memory_holds_reports_capacity():
-    blocks = np.zeros((1, 2), dtype=S.block_dt)  # room for 2 of the 5 blocks
-    ist = np.zeros(1, dtype=S.instance_dt)
-    ist["kv_total"] = 5
-    ist["free_head"] = ist["free_tail"] = -1
-    cs = np.zeros(1, dtype=S.cluster_dt)
-    ht_key = np.full((1, 16), HT_EMPTY, dtype=np.uint64)
-    ht_val = np.zeros((1, 17), dtype=np.int64)
+    blocks, ist, cs, ht_key, ht_val = _one_instance_kv(5, 2)  # room for 2 of the 5 blocks
     assert [_pop_nb(blocks, ht_key, ht_val, ist, cs) for _ in range(3)] == [0, 1, -1]
     assert cs[0]["status"] == L.STATUS_CAPACITY
 
