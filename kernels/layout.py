@@ -14,6 +14,12 @@ _I = np.int64
 _F = np.float64
 
 
+def records(fields) -> np.dtype:
+    """An aligned record dtype whose elements are np.record: fields read and written as
+    attributes (`row.status`) both in compiled code and in plain Python (NUMBA_DISABLE_JIT=1)."""
+    return np.dtype((np.record, np.dtype(fields, align=True)))
+
+
 # ---- policies
 class Scheduler(IntEnum):
     FCFS = 0
@@ -60,7 +66,7 @@ ROUTE_ALWAYS_BUSIEST = int(RoutingPolicy.ALWAYS_BUSIEST)
 
 # ---- one configuration's inputs: cfgs[c]. Names follow blis_sweep.sim_config.SimConfig and
 # RooflineParams, so that blis_sweep.engine.pack_configs copies those fields by name.
-cfg_dt = np.dtype([
+cfg_dt = records([
     ("total_kv_blocks", _I),
     ("block_size", _I),
     ("max_running_reqs", _I),
@@ -107,7 +113,7 @@ cfg_dt = np.dtype([
     ("mfu_prefill", _F),
     ("mfu_decode", _F),
     ("all_reduce_latency", _F),
-], align=True)
+])
 
 # ---- metrics of one block (the cluster, or one instance): out_cluster[c], out_instances[c, i].
 # (column name, whether it counts something): all are stored as float64 (NaN: not defined),
@@ -163,7 +169,7 @@ METRIC_FIELDS = (
     ("kv_thrashing_rate", False),
     ("status", True),  # STATUS_OK, or STATUS_CAPACITY: working memory too small (caller retries larger)
 )
-metrics_dt = np.dtype([(name, _F) for name, _ in METRIC_FIELDS], align=True)
+metrics_dt = records([(name, _F) for name, _ in METRIC_FIELDS])
 # the columns of results tables, in order, and those holding integers
 METRIC_COLUMNS = tuple(name for name, _ in METRIC_FIELDS if name != "status")
 INTEGER_COLUMNS = frozenset(name for name, count in METRIC_FIELDS if count and name != "status")
@@ -172,14 +178,14 @@ STATUS_OK = 0
 STATUS_CAPACITY = 1
 
 # ---- per-request results: out_requests[c, r] (ticks; flags are RF_* bits)
-request_out_dt = np.dtype([
+request_out_dt = records([
     ("ttft", _I),  # first-token time relative to arrival
     ("e2e", _I),
     ("itl_sum", _I),  # sum of the request's inter-token latencies
     ("sched", _I),  # last scheduling delay
     ("flags", _I),
     ("instance", _I),
-], align=True)
+])
 
 # ---- per-request flags
 RF_HAS_TTFT = 1
@@ -191,12 +197,12 @@ RF_ADMISSION_DECIDED = 32
 RF_HAS_ITL = 64  # at least one inter-token latency recorded
 
 # ---- decision trace: trace_route[c, r] and trace_candidates[c, r, k]
-route_trace_dt = np.dtype([("clock", _F), ("regret", _F)], align=True)
-candidate_dt = np.dtype([
+route_trace_dt = records([("clock", _F), ("regret", _F)])
+candidate_dt = records([
     ("instance", _F),
     ("score", _F),
     ("queue_depth", _F),
     ("batch_size", _F),
     ("kv_utilization", _F),
     ("free_kv_blocks", _F),
-], align=True)
+])

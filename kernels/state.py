@@ -13,11 +13,13 @@ from collections import namedtuple
 
 import numpy as np
 
+from .layout import records
+
 _I = np.int64
 _F = np.float64
 
 # ---- one instance: ist[i]
-instance_dt = np.dtype([
+instance_dt = records([
     ("clock", _I),
     ("heap_len", _I),
     ("wq_head", _I),
@@ -63,10 +65,10 @@ instance_dt = np.dtype([
     ("kv_block_ticks", _F),
     ("offload_threshold", _F),
     ("transfer_bandwidth", _F),
-], align=True)
+])
 
 # ---- one KV block of one instance: blocks[i, b]
-block_dt = np.dtype([
+block_dt = records([
     ("ref", _I),
     ("ntok", _I),
     ("prev", _I),  # free-list links
@@ -78,10 +80,10 @@ block_dt = np.dtype([
     ("cpu_ntok", _I),
     ("hash", np.uint64),  # the prefix hash it closes (when hashed)
     ("cpu_hash", np.uint64),
-], align=True)
+])
 
 # ---- instance event heap entries: heap[i, slot]
-event_dt = np.dtype([("time", _I), ("kind", _I), ("req", _I)], align=True)
+event_dt = records([("time", _I), ("kind", _I), ("req", _I)])
 EV_ARRIVAL = 0
 EV_QUEUED = 1
 EV_STEP = 2
@@ -90,14 +92,14 @@ EV_PREEMPTION = 4
 EV_REQUEST_LEFT = 5
 
 # ---- cluster event heap entries: cheap[slot]; kinds are the reference's priorities
-cluster_event_dt = np.dtype([("time", _I), ("prio", _I), ("seq", _I), ("req", _I)], align=True)
+cluster_event_dt = records([("time", _I), ("prio", _I), ("seq", _I), ("req", _I)])
 CEV_ARRIVAL = 0
 CEV_ADMISSION = 1
 CEV_ROUTING = 2
 
 # ---- one request: rq[r]. The fields touched for every decode token come first, so that
 # they share one cache line (16 fields = 128 bytes)
-request_dt = np.dtype([
+request_dt = records([
     ("progress", _I),
     ("computed", _I),  # the reference's reqNumComputedTokens
     ("num_new", _I),
@@ -121,22 +123,22 @@ request_dt = np.dtype([
     # step of its instance while it decodes, so its records are spans of that instance's entries
     ("itl_span", _I),  # step-log entry where its current span began (-1: not decoding)
     ("spans", _I),  # head of its list of spans closed by preemption (-1: none)
-], align=True)
+])
 
 # ---- block-list nodes (a request's blocks, walked backwards): nodes[k]
-node_dt = np.dtype([("block", _I), ("prev", _I)], align=True)
+node_dt = records([("block", _I), ("prev", _I)])
 
 # ---- step log: one entry per step that recorded inter-token latencies
-step_dt = np.dtype([
+step_dt = records([
     ("value", _I),  # the step's inter-token latency (every record of a step has the same value)
     ("instance", _I),
     ("records", _I),  # records made (decode tokens plus completions)
-], align=True)
+])
 # ---- spans of step-log entries closed by preemption: spans[k]
-span_dt = np.dtype([("start", _I), ("end", _I), ("next", _I)], align=True)
+span_dt = records([("start", _I), ("end", _I), ("next", _I)])
 
 # ---- the configuration's scalars: cs (one record)
-cluster_dt = np.dtype([
+cluster_dt = records([
     ("node_free", _I),
     ("node_top", _I),
     ("log_len", _I),  # entries in the step log
@@ -149,7 +151,7 @@ cluster_dt = np.dtype([
     ("routed", _I),
     ("bucket_tokens", _F),
     ("bucket_last_refill", _F),
-], align=True)
+])
 
 # ---- groups of arrays, built once per configuration
 # the configuration's requests (slices of the packed workload) and the token-hash tables
