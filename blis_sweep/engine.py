@@ -84,7 +84,7 @@ class BatchResult:
 
     @property
     def req_flags(self) -> np.ndarray:  # kernels.layout.RF_* bits
-        return self.requests["flags"]
+        return self.requests["flag_bits"]
 
     @property
     def req_instance(self) -> np.ndarray:

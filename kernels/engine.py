@@ -209,13 +209,13 @@ def _on_cluster_event_nb(cfg, st, reqs, plane, clen, t, kind, r):
         clen = cluster_push_nb(cheap, clen, t + cfg.admission_latency, np.int64(CEV_ADMISSION), cs.seq, r)
         cs.seq += 1
     elif kind == CEV_ADMISSION:
-        rq[r].flags |= RF_ADMISSION_DECIDED
+        rq[r].flag_bits |= RF_ADMISSION_DECIDED
         if _admit_nb(cfg, cs, t, float(reqs.in_len[r])):
             clen = cluster_push_nb(cheap, clen, t + cfg.routing_latency, np.int64(CEV_ROUTING), cs.seq, r)
             cs.seq += 1
         else:
             cs.rejected += 1
-            rq[r].flags |= RF_REJECTED
+            rq[r].flag_bits |= RF_REJECTED
     else:
         target = _route_nb(cfg, st, plane, reqs.prefix_hash[reqs.seq_off[r] + reqs.in_len[r]])
         if cfg.trace_k >= 0 and plane.route_out.shape[0] > r:
@@ -223,7 +223,7 @@ def _on_cluster_event_nb(cfg, st, reqs, plane, clen, t, kind, r):
                               plane.candidates_out[r], plane.scores, plane.order)
         cs.routed += 1
         rq[r].instance = target
-        rq[r].flags |= RF_ROUTED
+        rq[r].flag_bits |= RF_ROUTED
         push_event_nb(st, target, t, np.int64(EV_ARRIVAL), np.int64(r))
     if clen < 0:
         cs.status = STATUS_CAPACITY
@@ -400,7 +400,7 @@ def _request_results_nb(rq, n, out):
         o.e2e = req.e2e
         o.itl_sum = req.itl_sum
         o.sched = req.sched_delay
-        o.flags = req.flags
+        o.flag_bits = req.flag_bits
         o.instance = req.instance
 
 

@@ -261,7 +261,7 @@ def _schedule_waiting_nb(cfg, st, reqs, i, now, budget):
         ist[i].rb_len += 1
         push_event_nb(st, i, now, np.int64(EV_SCHEDULED), np.int64(r))
         rq[r].sched_delay = now - arrival[r]
-        rq[r].flags |= RF_SCHEDULED
+        rq[r].flag_bits |= RF_SCHEDULED
         budget -= n_new
         ist[i].step_miss_tokens += n_new
         rq[r].num_new = n_new
@@ -322,7 +322,7 @@ def _complete_nb(cfg, st, reqs, i, r, now, advance, progress):
     ist[i].completed += 1
     push_event_nb(st, i, now + advance, np.int64(EV_REQUEST_LEFT), np.int64(r))
     rq[r].e2e = rq[r].first_token + rq[r].itl_sum
-    rq[r].flags |= RF_COMPLETED
+    rq[r].flag_bits |= RF_COMPLETED
     return True
 
 
@@ -358,10 +358,10 @@ def _execute_nb(cfg, st, reqs, i, now, advance):
                 req.itl_span = entry
             if progress == n_in + 1:
                 # first decode step since the (last) prefill; the mark is sticky
-                req.flags |= RF_HAS_ITL
+                req.flag_bits |= RF_HAS_ITL
         req.progress = progress
         if progress == n_in:
-            req.flags |= RF_HAS_TTFT
+            req.flag_bits |= RF_HAS_TTFT
             req.first_token = now + token_time - arrival[r]
         if progress != n_in + max(out_len[r], 1) - 1:
             rb[i, n_left] = r

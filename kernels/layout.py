@@ -183,7 +183,7 @@ request_out_dt = records([
     ("e2e", _I),
     ("itl_sum", _I),  # sum of the request's inter-token latencies
     ("sched", _I),  # last scheduling delay
-    ("flags", _I),
+    ("flag_bits", _I),  # RF_* (not `flags`: numpy scalars have an attribute of that name)
     ("instance", _I),
 ])
 

@@ -92,7 +92,7 @@ def itl_counts_nb(step_log, n_entries, spans, rq, ist, n_req, n_inst):
     span_start = np.empty(0, dtype=np.int64)
     span_end = np.empty(0, dtype=np.int64)
     for r in range(n_req):
-        if rq[r].flags & RF_COMPLETED or (rq[r].itl_span < 0 and rq[r].spans < 0):
+        if rq[r].flag_bits & RF_COMPLETED or (rq[r].itl_span < 0 and rq[r].spans < 0):
             continue
         if span_start.shape[0] == 0:
             span_start = np.zeros(n_entries, dtype=np.int64)
@@ -134,7 +134,7 @@ def latency_block_nb(out, rq, out_len, step_log, itl_counts, instance, n_req, to
     for r in range(n_req):
         if not _selected_nb(rq, r, instance):
             continue
-        flags = rq[r].flags
+        flags = rq[r].flag_bits
         if flags & RF_HAS_TTFT:
             ttft[n_ttft] = float(rq[r].first_token)
             n_ttft += 1
@@ -230,7 +230,7 @@ def priority_inversions_nb(rq, arrival, instance, n_req):
     earlier one's E2E exceeds twice the later one's (the reference's anomaly heuristic)."""
     count = 0
     for r in range(n_req):
-        if rq[r].instance == instance and rq[r].flags & RF_COMPLETED:
+        if rq[r].instance == instance and rq[r].flag_bits & RF_COMPLETED:
             count += 1
     if count < 2:
         return 0
@@ -238,7 +238,7 @@ def priority_inversions_nb(rq, arrival, instance, n_req):
     e2e = np.empty(count)
     k = 0
     for r in range(n_req):
-        if rq[r].instance == instance and rq[r].flags & RF_COMPLETED:
+        if rq[r].instance == instance and rq[r].flag_bits & RF_COMPLETED:
             arr[k] = arrival[r]
             e2e[k] = float(rq[r].e2e)
             k += 1

@@ -113,7 +113,7 @@ request_dt = records([
     ("pend_start", _I),
     ("pend_len", _I),
     ("itl_sum", _I),
-    ("flags", _I),
+    ("flag_bits", _I),  # RF_* (not `flags`: numpy scalars have an attribute of that name)
     ("first_token", _I),  # relative to arrival, like the reference's FirstTokenTime
     ("sched_delay", _I),
     ("instance", _I),

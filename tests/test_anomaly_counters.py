@@ -38,11 +38,11 @@ def test_per_instance_inversions_select_completed_requests_of_the_instance():
     n = 400
     rq = np.zeros(n, dtype=S.request_dt)
     rq["instance"] = rng.integers(0, 3, n)
-    rq["flags"] = np.where(rng.random(n) < 0.8, L.RF_COMPLETED, 0)
+    rq["flag_bits"] = np.where(rng.random(n) < 0.8, L.RF_COMPLETED, 0)
     rq["e2e"] = rng.integers(1, 5000, n)
     arrival = np.sort(rng.integers(0, 300, n)).astype(np.int64)
     for i in range(3):
-        keep = (rq["instance"] == i) & (rq["flags"] & L.RF_COMPLETED != 0)
+        keep = (rq["instance"] == i) & (rq["flag_bits"] & L.RF_COMPLETED != 0)
         expected = _pairwise(arrival[keep], rq["e2e"][keep].astype(np.float64))
         assert priority_inversions_nb(rq, arrival, i, n) == expected
 
