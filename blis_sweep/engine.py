@@ -321,7 +321,7 @@ def _warm_up_run() -> None:
 def config_working_bytes(cfg: SimConfig, workload: Workload) -> int:
     """Upper bound of the kernel's working memory for one configuration (bytes).
 
-    Mirrors the allocations of kernels.engine.simulate_config_nb at capacity scale 1
+    Mirrors the allocations of kernels.engine._allocate_nb at capacity scale 1
     (a retry after an underestimate multiplies the event heap, block lists and step log
     by 4). Every array is counted as if fully touched; in practice the event heap, wait
     queue, running batch and step log stay mostly untouched virtual memory, so resident
