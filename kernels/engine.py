@@ -26,7 +26,7 @@ from .layout import (
     M_WAITING_END, N_METRICS, RF_ADMISSION_DECIDED, RF_REJECTED, RF_ROUTED, ROUTE_ALWAYS_BUSIEST, ROUTE_LEAST_LOADED,
     ROUTE_PREFIX_AFFINITY, ROUTE_WEIGHTED,
 )
-from .metrics import hol_blocking_nb, itl_counts_nb, latency_block_nb, priority_inversions_nb
+from .metrics import hol_blocking_nb, itl_counts_nb, latency_block_nb, priority_inversions_nb, radix_argsort_nb
 from .state import (
     CEV_ADMISSION, CEV_ARRIVAL, CEV_ROUTING, CFS_BUCKET_LAST_REFILL, CFS_BUCKET_TOKENS,
     CS_ARRIVED, CS_CHEAP_LEN, CS_SL_N, CS_NODE_FREE, CS_NODE_TOP, CS_REJECTED, CS_ROUTED,
@@ -248,7 +248,7 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
     # all of them in the heap (deep, cache-cold sifts on long runs), they are taken in that
     # order from a sorted list and merged with the heap, which holds only the admission and
     # routing events in flight (sequence numbers from n on, as if the arrivals came first).
-    arrival_order = np.argsort(arrival, kind="mergesort")
+    arrival_order = radix_argsort_nb(arrival)  # stable, like a merge sort
     next_arrival = 0
     cs[CS_SEQ] = n
     cheap = np.empty((N_K, 2 * n + 8), dtype=np.int64)
