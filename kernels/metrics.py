@@ -24,7 +24,8 @@ from .state import (
 def radix_argsort_nb(values):
     """Stable argsort of int64 values: LSD radix sort on 8-bit digits of value - min, with only
     as many passes as the range of the values needs (two or four for step times and arrival
-    ticks). Linear time, and one small function instead of Numba's generic sorts."""
+    ticks). Linear time, two index arrays of working memory, and one small function instead of
+    Numba's generic sorts."""
     n = values.shape[0]
     order = np.arange(n)
     if n < 2:
@@ -34,28 +35,23 @@ def radix_argsort_nb(values):
     for k in range(1, n):
         lo = min(lo, values[k])
         hi = max(hi, values[k])
-    span = np.uint64(hi) - np.uint64(lo)  # modular: exact for any int64 range
-    keys = np.empty(n, dtype=np.uint64)
-    for k in range(n):
-        keys[k] = np.uint64(values[k]) - np.uint64(lo)
-    spare_keys = np.empty(n, dtype=np.uint64)
-    spare_order = np.empty(n, dtype=np.int64)
+    base = np.uint64(lo)
+    span = np.uint64(hi) - base  # modular: exact for any int64 range
+    spare = np.empty(n, dtype=np.int64)
     count = np.empty(257, dtype=np.int64)
     shift = np.uint64(0)
     while shift < np.uint64(64) and (span >> shift) != np.uint64(0):
         count[:] = 0
         for k in range(n):
-            count[np.int64((keys[k] >> shift) & np.uint64(255)) + 1] += 1
+            count[np.int64(((np.uint64(values[order[k]]) - base) >> shift) & np.uint64(255)) + 1] += 1
         for d in range(256):
             count[d + 1] += count[d]
         for k in range(n):
-            d = np.int64((keys[k] >> shift) & np.uint64(255))
-            pos = count[d]
-            count[d] = pos + 1
-            spare_keys[pos] = keys[k]
-            spare_order[pos] = order[k]
-        keys, spare_keys = spare_keys, keys
-        order, spare_order = spare_order, order
+            o = order[k]
+            d = np.int64(((np.uint64(values[o]) - base) >> shift) & np.uint64(255))
+            spare[count[d]] = o
+            count[d] += 1
+        order, spare = spare, order
         shift += np.uint64(8)
     return order
 
@@ -118,20 +114,29 @@ def itl_order_stats_nb(values, counts, out):
         return
     out[M_ITL_MEAN] = (float(total) / float(n)) / 1000
     order = radix_argsort_nb(values)
-    sorted_values = values[order]
-    cumulative = np.cumsum(counts[order])
     idx = (M_ITL_P50, M_ITL_P90, M_ITL_P95, M_ITL_P99)
     ps = (50.0, 90.0, 95.0, 99.0)
+    # the value of 0-based rank k: the first in value order whose cumulative count exceeds k;
+    # the lower ranks asked for only grow, so one forward walk finds them (no cumulative array)
+    pos = 0
+    below = 0  # records before sorted position pos
     for j in range(4):
         rank = ps[j] / 100.0 * float(n - 1)
         lo_rank = int(np.floor(rank))
         hi_rank = int(np.ceil(rank))
-        # the value of 0-based rank k: the first whose cumulative count exceeds k
-        lo_val = float(sorted_values[np.searchsorted(cumulative, lo_rank, side="right")])
+        while below + counts[order[pos]] <= lo_rank:
+            below += counts[order[pos]]
+            pos += 1
+        lo_val = float(values[order[pos]])
         if lo_rank == hi_rank:
             out[idx[j]] = lo_val / 1000
         else:
-            hi_val = float(sorted_values[np.searchsorted(cumulative, hi_rank, side="right")])
+            hi_pos = pos
+            hi_below = below
+            while hi_below + counts[order[hi_pos]] <= hi_rank:
+                hi_below += counts[order[hi_pos]]
+                hi_pos += 1
+            hi_val = float(values[order[hi_pos]])
             out[idx[j]] = lo_val / 1000 + (hi_val - lo_val) * (rank - float(lo_rank)) / 1000
 
 

@@ -24,3 +24,20 @@ def test_radix_argsort_on_large_sorted_and_reversed_inputs():
     base = np.sort(rng.integers(0, 10**10, 20_000)).astype(np.int64)
     for v in (base, base[::-1].copy(), rng.integers(-5, 5, 20_000).astype(np.int64)):
         assert np.array_equal(radix_argsort_nb(v), np.argsort(v, kind="stable"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-50, 50), st.integers(1, 5)), min_size=1, max_size=60))
+def test_step_log_percentiles_equal_those_of_every_record(pairs):
+    # one step-log entry stands for `count` equal inter-token latencies
+    from blis_sweep.kernels import layout as L
+    from blis_sweep.kernels.metrics import itl_order_stats_nb, mean_ms_nb, percentile_ms_nb
+
+    values = np.array([v for v, _ in pairs], dtype=np.int64)
+    counts = np.array([c for _, c in pairs], dtype=np.int64)
+    out = np.full(L.N_METRICS, np.nan)
+    itl_order_stats_nb(values, counts, out)
+    every = np.sort(np.repeat(values, counts).astype(np.float64))
+    for field, p in ((L.M_ITL_P50, 50.0), (L.M_ITL_P90, 90.0), (L.M_ITL_P95, 95.0), (L.M_ITL_P99, 99.0)):
+        assert out[field] == percentile_ms_nb(every, p)
+    assert np.isclose(out[L.M_ITL_MEAN], mean_ms_nb(every))
