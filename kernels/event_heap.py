@@ -17,7 +17,7 @@ def _swap_nb(heap, i, a, b):
         heap[i, f, b] = t
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def heap_push_nb(heap, ist, i, time, kind, req):
     """Push onto instance i's heap; False when the preallocated capacity is exhausted."""
     n = ist[i, IS_HEAP_LEN]
@@ -37,7 +37,7 @@ def heap_push_nb(heap, ist, i, time, kind, req):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def heap_pop_nb(heap, ist, i):
     """Pop the root of instance i's heap; returns (time, kind, req)."""
     n = ist[i, IS_HEAP_LEN] - 1

@@ -96,7 +96,7 @@ def order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank):
 
 
 # ---------------------------------------------------------------- events
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def push_event_nb(heap, ist, cs, i, time, kind, req):
     if not heap_push_nb(heap, ist, i, time, kind, req):
         cs[CS_STATUS] = 1

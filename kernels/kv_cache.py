@@ -67,7 +67,7 @@ def ht_put_nb(ht_key, ht_val, i, key, value):
         s = (s + 1) & mask
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def ht_delete_nb(ht_key, ht_val, i, key):
     mask = ht_key.shape[1] - 1
     s = _home_nb(key, mask)
@@ -124,7 +124,7 @@ def _free_list_remove_nb(blk, ist, i, b):
     blk[i, B_PREV, b] = -1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i):
     """The reference's popFreeBlock: take the LRU head, drop its prefix hash. -1 when none."""
     touched = ist[i, IS_KV_TOUCHED]
@@ -193,7 +193,7 @@ def commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table):
         rq[r, R_PEND_LEN] = 0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def release_blocks_nb(blk, ist, rq, nodes, cs, chash, i, r):
     """The reference's ReleaseKVBlocks: drop the map entry, free blocks last to first."""
     node = rq[r, R_MAP_LAST]
@@ -273,7 +273,7 @@ def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, nodes, cs, chash,
     return ok
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, nodes, cs, chash,
                              i, r, ph, seq_start, input_len, pow_table, block_size,
                              start_index, end_index, cached_ids, n_cached):
