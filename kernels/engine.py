@@ -52,7 +52,7 @@ def _pow2_at_least_nb(x):
     return p
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _route_nb(cfg_int, cfg_float, c, ist, n_inst, cs, pa_key, pa_val, input_key):
     """Pick the target instance the way the configured routing policy does."""
     policy = cfg_int[c, CI_ROUTING]
@@ -105,7 +105,7 @@ def _route_nb(cfg_int, cfg_float, c, ist, n_inst, cs, pa_key, pa_val, input_key)
     return target
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _admit_nb(cfg_int, cfg_float, c, cf, clock, cost):
     policy = cfg_int[c, CI_ADMISSION]
     if policy == ADMIT_REJECT_ALL:

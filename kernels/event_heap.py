@@ -75,7 +75,7 @@ def _cluster_swap_nb(ch, a, b):
         ch[f, b] = t
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def cluster_push_nb(ch, n, time, prio, seq, req):
     """Push a control-plane event; (time, priority, sequence) is a total order. Returns new length or -1."""
     if n >= ch.shape[1]:
@@ -94,7 +94,7 @@ def cluster_push_nb(ch, n, time, prio, seq, req):
     return n + 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def cluster_pop_nb(ch, length):
     """Pop the minimum; the popped entry is left at index length-1."""
     n = length - 1

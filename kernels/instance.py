@@ -44,7 +44,7 @@ def _wq_recenter_nb(wq, ist, i):
     ist[i, IS_WQ_HEAD] = new_head
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def wq_push_back_nb(wq, ist, i, r):
     if ist[i, IS_WQ_HEAD] + ist[i, IS_WQ_LEN] >= wq.shape[1]:
         _wq_recenter_nb(wq, ist, i)
@@ -104,7 +104,7 @@ def push_event_nb(heap, ist, cs, i, time, kind, req):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def on_arrival_nb(heap, ist, cs, cfg_float, c, i, r, now, in_len):
     """Arrival -> queued after the alpha model's queueing delay."""
     delay = 0.0
@@ -113,7 +113,7 @@ def on_arrival_nb(heap, ist, cs, cfg_float, c, i, r, now, in_len):
     push_event_nb(heap, ist, cs, i, now + int(delay), np.int64(EV_QUEUED), np.int64(r))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def on_queued_nb(heap, wq, ist, cs, i, r, now, in_len):
     wq_push_back_nb(wq, ist, i, r)
     ist[i, IS_TOTAL_INPUT] += in_len[r]

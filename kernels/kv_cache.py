@@ -33,7 +33,7 @@ def _home_nb(key, mask):
     return np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def ht_get_nb(ht_key, ht_val, i, key):
     mask = ht_key.shape[1] - 1
     s = _home_nb(key, mask)
@@ -53,7 +53,7 @@ def ht_version_nb(ht_key, ht_val, i):
     return ht_val[i, ht_key.shape[1]]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def ht_put_nb(ht_key, ht_val, i, key, value):
     ht_val[i, ht_key.shape[1]] += 1
     mask = ht_key.shape[1] - 1
@@ -215,7 +215,7 @@ def release_blocks_nb(blk, ist, rq, nodes, cs, chash, i, r):
     chash[r] = np.uint64(0)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, block_size, out_ids):
     """The reference's GetCachedBlocks: longest run of cached full input blocks.
 
@@ -234,7 +234,7 @@ def lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, bl
     return count
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def lookup_cached_blocks_memo_nb(ht_key, ht_val, ist, i, r, ph, seq_start, input_len, block_size, out_ids, memo_ids):
     """lookup_cached_blocks_nb, reusing the previous answer for the same request while the
     prefix map is unchanged (a request blocked at the queue head is looked up every step)."""
@@ -254,7 +254,7 @@ def lookup_cached_blocks_memo_nb(ht_key, ht_val, ist, i, r, ph, seq_start, input
     return count
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def allocate_blocks_nb(blk, bhash, ht_key, ht_val, ist, rq, nodes, cs, chash,
                        i, r, ph, seq_start, input_len, pow_table, block_size,
                        start_index, end_index, cached_ids, n_cached):
@@ -411,7 +411,7 @@ def store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash
     return False
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash, i, r):
     """Release through the KV store; with a CPU tier, offload cached free blocks while the GPU is busy."""
     release_blocks_nb(blk, ist, rq, nodes, cs, chash, i, r)

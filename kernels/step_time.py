@@ -14,7 +14,7 @@ from .layout import (
 )
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def blackbox_step_time_nb(cfg_float, c, cache_miss_tokens, decode_tokens):
     t = 0.0
     t += cfg_float[c, CF_BETA0]
