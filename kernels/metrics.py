@@ -141,6 +141,35 @@ def itl_order_stats_nb(values, counts, out):
 
 
 @njit(cache=True, error_model="numpy")
+def _itl_counts_by_value_nb(slog, itl_counts, instance):
+    """The step log's inter-token latencies of `instance` (all when < 0) as (every value from the
+    smallest to the largest, how many records hold it), when that range is under half the log's
+    length: step times repeat, so this replaces copying and sorting a long log (a million entries
+    on long runs) by one pass and a short table. Empty arrays when the range is wider."""
+    n_entries = itl_counts.shape[0]
+    lo = np.int64(0)
+    hi = np.int64(0)
+    seen = False
+    for e in range(n_entries):
+        if itl_counts[e] > 0 and (instance < 0 or slog[SL_INSTANCE, e] == instance):
+            v = slog[SL_VALUE, e]
+            if not seen or v < lo:
+                lo = v
+            if not seen or v > hi:
+                hi = v
+            seen = True
+    empty = np.empty(0, dtype=np.int64)
+    if not seen or np.uint64(hi) - np.uint64(lo) >= np.uint64(n_entries // 2):
+        return empty, empty
+    width = hi - lo + 1
+    counts = np.zeros(width, dtype=np.int64)
+    for e in range(n_entries):
+        if itl_counts[e] > 0 and (instance < 0 or slog[SL_INSTANCE, e] == instance):
+            counts[slog[SL_VALUE, e] - lo] += itl_counts[e]
+    return np.arange(lo, hi + 1), counts
+
+
+@njit(cache=True, error_model="numpy")
 def itl_counts_nb(slog, n_entries, spans, rq, ist, n_req, n_inst):
     """Per step-log entry, the inter-token latencies recorded there by requests that completed.
 
@@ -148,7 +177,7 @@ def itl_counts_nb(slog, n_entries, spans, rq, ist, n_req, n_inst):
     (closed by preemption, and the open one, which runs to their instance's latest
     entry) are subtracted, with a running count per instance over the entries.
     """
-    counts = slog[SL_RECORDS, :n_entries].copy()
+    counts = slog[SL_RECORDS, :n_entries]  # adjusted in place: the log's record counts are not read again
     span_start = np.empty(0, dtype=np.int64)
     span_end = np.empty(0, dtype=np.int64)
     for r in range(n_req):
@@ -211,14 +240,16 @@ def latency_block_nb(out, rq, out_len, slog, itl_counts, instance, n_req,
             n_sched += 1
     # ITLs of completed requests only (itl_counts, see kernels.engine), of this instance
     n_entries = itl_counts.shape[0]
-    itl_values = np.empty(n_entries, dtype=np.int64)
-    itl_n = np.empty(n_entries, dtype=np.int64)
-    m = 0
-    for e in range(n_entries):
-        if itl_counts[e] > 0 and (instance < 0 or slog[SL_INSTANCE, e] == instance):
-            itl_values[m] = slog[SL_VALUE, e]
-            itl_n[m] = itl_counts[e]
-            m += 1
+    itl_values, itl_n = _itl_counts_by_value_nb(slog, itl_counts, instance)
+    m = itl_values.shape[0]
+    if m == 0:
+        itl_values = np.empty(n_entries, dtype=np.int64)
+        itl_n = np.empty(n_entries, dtype=np.int64)
+        for e in range(n_entries):
+            if itl_counts[e] > 0 and (instance < 0 or slog[SL_INSTANCE, e] == instance):
+                itl_values[m] = slog[SL_VALUE, e]
+                itl_n[m] = itl_counts[e]
+                m += 1
     ttft_s = _sorted_as_float_nb(ttft[:n_ttft])
     e2e_s = _sorted_as_float_nb(e2e[:n_e2e])
     tpot_s = np.sort(tpot[:n_e2e])

@@ -41,3 +41,29 @@ def test_step_log_percentiles_equal_those_of_every_record(pairs):
     for field, p in ((L.M_ITL_P50, 50.0), (L.M_ITL_P90, 90.0), (L.M_ITL_P95, 95.0), (L.M_ITL_P99, 99.0)):
         assert out[field] == percentile_ms_nb(every, p)
     assert np.isclose(out[L.M_ITL_MEAN], mean_ms_nb(every))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 400), st.integers(0, 3), st.integers(1, 2000), st.integers(-1, 2), st.integers(0, 2**31))
+def test_itl_statistics_by_value_equal_those_of_the_copied_log(n_entries, zero_share, spread, instance, seed):
+    # the per-value table (narrow ranges of step times) and the copied log (wide ones) give the same block
+    from blis_sweep.kernels import layout as L
+    from blis_sweep.kernels import state as S
+    from blis_sweep.kernels.metrics import _itl_counts_by_value_nb, itl_order_stats_nb
+
+    rng = np.random.default_rng(seed)
+    slog = np.zeros((S.N_SL, n_entries), dtype=np.int64)
+    slog[S.SL_VALUE] = rng.integers(9000, 9000 + spread, n_entries)
+    slog[S.SL_INSTANCE] = rng.integers(0, 3, n_entries)
+    counts = rng.integers(1, 20, n_entries) * (rng.integers(0, 4, n_entries) >= zero_share)
+    keep = (counts > 0) & ((instance < 0) | (slog[S.SL_INSTANCE] == instance))
+    expected = np.full(L.N_METRICS, np.nan)
+    itl_order_stats_nb(slog[S.SL_VALUE][keep].copy(), counts[keep].copy(), expected)
+    values, table = _itl_counts_by_value_nb(slog, counts, np.int64(instance))
+    if values.shape[0] == 0:
+        assert spread >= n_entries // 2 or not keep.any()
+        return
+    got = np.full(L.N_METRICS, np.nan)
+    itl_order_stats_nb(values, table, got)
+    fields = [L.M_ITL_MEAN, L.M_ITL_P50, L.M_ITL_P90, L.M_ITL_P95, L.M_ITL_P99]
+    assert np.array_equal(got[fields], expected[fields])
