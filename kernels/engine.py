@@ -24,7 +24,7 @@ from .layout import (
     ADMIT_REJECT_ALL, ADMIT_TOKEN_BUCKET, RF_ADMISSION_DECIDED, RF_REJECTED, RF_ROUTED, ROUTE_ALWAYS_BUSIEST,
     ROUTE_LEAST_LOADED, ROUTE_PREFIX_AFFINITY, ROUTE_WEIGHTED, STATUS_CAPACITY,
 )
-from .metrics import hol_blocking_nb, itl_counts_nb, latency_block_nb, priority_inversions_nb
+from .metrics import hol_blocking_nb, itl_counts_nb, latency_block_nb, priority_inversions_nb, radix_argsort_nb
 from .state import (
     CEV_ADMISSION, CEV_ARRIVAL, CEV_ROUTING, EV_ARRIVAL, EV_QUEUED, EV_STEP, Requests, State, block_dt,
     cluster_dt, cluster_event_dt, event_dt, instance_dt, node_dt, request_dt, span_dt, step_dt,
@@ -142,7 +142,7 @@ def _least_loaded_nb(ist, n_inst, busiest):
     return best
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _route_nb(cfg, st, plane, input_key):
     """Pick the target instance the way the configured routing policy does."""
     ist = st.ist
@@ -172,7 +172,7 @@ def _route_nb(cfg, st, plane, input_key):
     return target
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _admit_nb(cfg, cs, clock, cost):
     policy = cfg.admission_policy
     if policy == ADMIT_REJECT_ALL:
@@ -194,7 +194,8 @@ def _admit_nb(cfg, cs, clock, cost):
 def _control_plane_nb(cfg, reqs, n, route_out, candidates_out):
     n_inst = cfg.num_instances
     pa_cap = _pow2_at_least_nb(2 * n + 16) if cfg.routing_policy == ROUTE_PREFIX_AFFINITY else 16
-    return ControlPlane(np.argsort(reqs.arrival, kind="mergesort"), np.empty(2 * n + 8, dtype=cluster_event_dt), np.full((1, pa_cap), HT_EMPTY, dtype=np.uint64),
+    return ControlPlane(radix_argsort_nb(reqs.arrival),  # stable, like a merge sort
+                        np.empty(2 * n + 8, dtype=cluster_event_dt), np.full((1, pa_cap), HT_EMPTY, dtype=np.uint64),
                         np.zeros((1, pa_cap + 1), dtype=np.int64), np.empty(n_inst), np.empty(n_inst, dtype=np.int64),
                         route_out, candidates_out)
 
@@ -314,12 +315,12 @@ def _thrashing_rate_nb(inst):
 
 
 @njit(cache=True, error_model="numpy")
-def _instance_block_nb(cfg, st, reqs, n, itl_counts, i, row):
+def _instance_block_nb(cfg, st, reqs, n, itl_log, i, row):
     """Instance i's metrics block (fields it does not define stay NaN)."""
     inst = st.ist[i]
     totals = (np.int64(inst.completed), np.int64(inst.total_input), np.int64(inst.total_output),
               np.int64(min(inst.clock, cfg.horizon)))
-    latency_block_nb(row, st.rq, reqs.out_len, st.step_log, itl_counts, i, np.int64(n), totals)
+    latency_block_nb(row, st.rq, reqs.out_len, itl_log, i, np.int64(n), totals)
     row.preemptions = inst.preemptions
     row.cache_hit_rate = _hit_rate_nb(inst)
     row.kv_peak_blocks = inst.peak_kv
@@ -336,7 +337,7 @@ def _instance_block_nb(cfg, st, reqs, n, itl_counts, i, row):
 
 
 @njit(cache=True, error_model="numpy")
-def _cluster_block_nb(cfg, st, reqs, n, itl_counts, row):
+def _cluster_block_nb(cfg, st, reqs, n, itl_log, row):
     """The metrics block merged over all instances."""
     ist, cs = st.ist, st.cs
     n_inst = cfg.num_instances
@@ -366,7 +367,7 @@ def _cluster_block_nb(cfg, st, reqs, n, itl_counts, row):
         regressions += inst.clock_regressions
         alloc_failures += inst.kv_alloc_failures
         inversions += priority_inversions_nb(st.rq, reqs.arrival, i, n)
-    latency_block_nb(row, st.rq, reqs.out_len, st.step_log, itl_counts, np.int64(-1), np.int64(n),
+    latency_block_nb(row, st.rq, reqs.out_len, itl_log, np.int64(-1), np.int64(n),
                      (np.int64(completed), np.int64(total_in), np.int64(total_out), np.int64(sim_ended)))
     row.preemptions = preemptions
     row.cache_hit_rate = hit_rate_sum / float(n_inst)
@@ -435,10 +436,10 @@ def simulate_config_nb(c, cfgs, wls, outs):
     row = outs.cluster[c]
     row.status = st.cs.status
     if st.cs.status == 0:
-        itl_counts = itl_counts_nb(st.step_log, st.cs.log_len, st.spans, st.rq, st.ist, n, cfg.num_instances)
+        itl_log = itl_counts_nb(st.step_log, st.cs.log_len, st.spans, st.rq, st.ist, n, cfg.num_instances)
         for i in range(min(cfg.num_instances, outs.instances.shape[1])):
-            _instance_block_nb(cfg, st, reqs, n, itl_counts, np.int64(i), outs.instances[c, i])
-        _cluster_block_nb(cfg, st, reqs, n, itl_counts, row)
+            _instance_block_nb(cfg, st, reqs, n, itl_log, np.int64(i), outs.instances[c, i])
+        _cluster_block_nb(cfg, st, reqs, n, itl_log, row)
         if outs.requests.shape[1] >= n:
             _request_results_nb(st.rq, n, outs.requests[c])
     _keep_alive_nb(owners)

@@ -17,7 +17,7 @@ def _swap_nb(h, a, b):
     eb.time, eb.kind, eb.req = t, k, r
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def heap_push_nb(heap, ist, i, time, kind, req):
     """Push onto instance i's heap; False when the preallocated capacity is exhausted."""
     h = heap[i]
@@ -39,7 +39,7 @@ def heap_push_nb(heap, ist, i, time, kind, req):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def heap_pop_nb(heap, ist, i):
     """Pop the root of instance i's heap; returns (time, kind, req)."""
     h = heap[i]
@@ -82,7 +82,7 @@ def _cluster_swap_nb(ch, a, b):
     eb.time, eb.prio, eb.seq, eb.req = t, p, s, r
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def cluster_push_nb(ch, n, time, prio, seq, req):
     """Push a control-plane event; (time, priority, sequence) is a total order. Returns new length or -1."""
     if n >= ch.shape[0]:
@@ -102,7 +102,7 @@ def cluster_push_nb(ch, n, time, prio, seq, req):
     return n + 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def cluster_pop_nb(ch, length):
     """Pop the minimum; the popped entry is left at index length-1."""
     n = length - 1

@@ -40,7 +40,7 @@ def _wq_recenter_nb(wq, ist, i):
     ist[i].wq_head = new_head
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def wq_push_back_nb(wq, ist, i, r):
     if ist[i].wq_head + ist[i].wq_len >= wq.shape[1]:
         _wq_recenter_nb(wq, ist, i)
@@ -92,7 +92,7 @@ def order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank):
 
 
 # ---------------------------------------------------------------- events
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def push_event_nb(st, i, time, kind, req):
     if not heap_push_nb(st.heap, st.ist, i, time, kind, req):
         st.cs.status = 1
@@ -100,7 +100,7 @@ def push_event_nb(st, i, time, kind, req):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def on_arrival_nb(cfg, st, i, r, now, in_len):
     """Arrival -> queued after the alpha model's queueing delay."""
     delay = 0.0
@@ -109,7 +109,7 @@ def on_arrival_nb(cfg, st, i, r, now, in_len):
     push_event_nb(st, i, now + int(delay), np.int64(EV_QUEUED), np.int64(r))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def on_queued_nb(st, i, r, now, in_len):
     ist = st.ist
     wq_push_back_nb(st.wq, ist, i, r)

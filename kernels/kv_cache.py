@@ -24,7 +24,7 @@ def _home_nb(key, mask):
     return np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def ht_get_nb(ht_key, ht_val, i, key):
     mask = ht_key.shape[1] - 1
     s = _home_nb(key, mask)
@@ -44,7 +44,7 @@ def ht_version_nb(ht_key, ht_val, i):
     return ht_val[i, ht_key.shape[1]]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def ht_put_nb(ht_key, ht_val, i, key, value):
     ht_val[i, ht_key.shape[1]] += 1
     mask = ht_key.shape[1] - 1
@@ -58,7 +58,7 @@ def ht_put_nb(ht_key, ht_val, i, key, value):
         s = (s + 1) & mask
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def ht_delete_nb(ht_key, ht_val, i, key):
     mask = ht_key.shape[1] - 1
     s = _home_nb(key, mask)
@@ -115,7 +115,7 @@ def _free_list_remove_nb(blocks, ist, i, b):
     blocks[i, b].prev = -1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def pop_free_block_nb(blocks, ht_key, ht_val, ist, cs, i):
     """The reference's popFreeBlock: take the LRU head, drop its prefix hash. -1 when none."""
     touched = ist[i].kv_touched
@@ -184,7 +184,7 @@ def commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table):
         rq[r].pend_len = 0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def release_blocks_nb(st, i, r):
     """The reference's ReleaseKVBlocks: drop the map entry, free blocks last to first."""
     blocks, ist, rq, nodes, cs, chash = st.blocks, st.ist, st.rq, st.nodes, st.cs, st.chash
@@ -209,7 +209,7 @@ def release_blocks_nb(st, i, r):
     chash[r] = np.uint64(0)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, block_size, out_ids):
     """The reference's GetCachedBlocks: longest run of cached full input blocks.
 
@@ -228,7 +228,7 @@ def lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, bl
     return count
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def lookup_cached_blocks_memo_nb(st, reqs, i, r, block_size, out_ids):
     """lookup_cached_blocks_nb for request r, reusing the previous answer for the same request
     while the prefix map is unchanged (a request blocked at the queue head is looked up every step)."""
@@ -251,7 +251,7 @@ def lookup_cached_blocks_memo_nb(st, reqs, i, r, block_size, out_ids):
     return count
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def allocate_blocks_nb(st, reqs, i, r, block_size, start_index, end_index, cached_ids, n_cached):
     """The reference's AllocateKVBlocks; see _allocate_blocks_body_nb."""
     ok = _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index, cached_ids, n_cached)
@@ -276,7 +276,7 @@ def _close_block_nb(blocks, ht_key, ht_val, i, b, h):
     ht_put_nb(ht_key, ht_val, i, h, b)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index, cached_ids, n_cached):
     """The reference's AllocateKVBlocks (with its fixes 2 and 3, without rollback).
 
@@ -408,7 +408,7 @@ def store_allocate_nb(st, reqs, i, r, block_size, start_index, end_index, cached
     return False
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def store_release_nb(st, i, r):
     """Release through the KV store; with a CPU tier, offload cached free blocks while the GPU is busy."""
     release_blocks_nb(st, i, r)

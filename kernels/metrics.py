@@ -10,6 +10,52 @@ from .layout import RF_COMPLETED, RF_HAS_TTFT, RF_SCHEDULED
 
 
 @njit(cache=True, error_model="numpy")
+def radix_argsort_nb(values):
+    """Stable argsort of int64 values: LSD radix sort on 8-bit digits of value - min, with only
+    as many passes as the range of the values needs (two or four for step times and arrival
+    ticks). Linear time, two index arrays of working memory, and one small function instead of
+    Numba's generic sorts."""
+    n = values.shape[0]
+    order = np.arange(n)
+    if n < 2:
+        return order
+    lo = values[0]
+    hi = values[0]
+    for k in range(1, n):
+        lo = min(lo, values[k])
+        hi = max(hi, values[k])
+    base = np.uint64(lo)
+    span = np.uint64(hi) - base  # modular: exact for any int64 range
+    spare = np.empty(n, dtype=np.int64)
+    count = np.empty(257, dtype=np.int64)
+    shift = np.uint64(0)
+    while shift < np.uint64(64) and (span >> shift) != np.uint64(0):
+        count[:] = 0
+        for k in range(n):
+            count[np.int64(((np.uint64(values[order[k]]) - base) >> shift) & np.uint64(255)) + 1] += 1
+        for d in range(256):
+            count[d + 1] += count[d]
+        for k in range(n):
+            o = order[k]
+            d = np.int64(((np.uint64(values[o]) - base) >> shift) & np.uint64(255))
+            spare[count[d]] = o
+            count[d] += 1
+        order, spare = spare, order
+        shift += np.uint64(8)
+    return order
+
+
+@njit(cache=True, error_model="numpy")
+def _sorted_as_float_nb(values):
+    """Integer ticks in ascending order, as floats (the same values float() of each gives)."""
+    order = radix_argsort_nb(values)
+    out = np.empty(values.shape[0])
+    for k in range(values.shape[0]):
+        out[k] = float(values[order[k]])
+    return out
+
+
+@njit(cache=True, error_model="numpy")
 def percentile_ms_nb(sorted_values, p):
     n = sorted_values.shape[0]
     if n == 0:
@@ -56,21 +102,30 @@ def itl_order_stats_nb(values, counts, out):
         out.itl_p99_ms = np.nan
         return
     out.itl_mean_ms = (float(total) / float(n)) / 1000
-    order = np.argsort(values)
-    sorted_values = values[order]
-    cumulative = np.cumsum(counts[order])
+    order = radix_argsort_nb(values)
     ps = (50.0, 90.0, 95.0, 99.0)
     at = np.empty(4)
+    # the value of 0-based rank k: the first in value order whose cumulative count exceeds k;
+    # the lower ranks asked for only grow, so one forward walk finds them (no cumulative array)
+    pos = 0
+    below = 0  # records before sorted position pos
     for j in range(4):
         rank = ps[j] / 100.0 * float(n - 1)
         lo_rank = int(np.floor(rank))
         hi_rank = int(np.ceil(rank))
-        # the value of 0-based rank k: the first whose cumulative count exceeds k
-        lo_val = float(sorted_values[np.searchsorted(cumulative, lo_rank, side="right")])
+        while below + counts[order[pos]] <= lo_rank:
+            below += counts[order[pos]]
+            pos += 1
+        lo_val = float(values[order[pos]])
         if lo_rank == hi_rank:
             at[j] = lo_val / 1000
         else:
-            hi_val = float(sorted_values[np.searchsorted(cumulative, hi_rank, side="right")])
+            hi_pos = pos
+            hi_below = below
+            while hi_below + counts[order[hi_pos]] <= hi_rank:
+                hi_below += counts[order[hi_pos]]
+                hi_pos += 1
+            hi_val = float(values[order[hi_pos]])
             at[j] = lo_val / 1000 + (hi_val - lo_val) * (rank - float(lo_rank)) / 1000
     out.itl_p50_ms = at[0]
     out.itl_p90_ms = at[1]
@@ -79,16 +134,43 @@ def itl_order_stats_nb(values, counts, out):
 
 
 @njit(cache=True, error_model="numpy")
+def _itl_counts_by_value_nb(log, instance):
+    """The step log's inter-token latencies of `instance` (all when < 0) as (every value from the
+    smallest to the largest, how many records hold it), when that range is under half the log's
+    length: step times repeat, so this replaces copying and sorting a long log (a million entries
+    on long runs) by one pass and a short table. Empty arrays when the range is wider."""
+    n_entries = log.shape[0]
+    lo = np.int64(0)
+    hi = np.int64(0)
+    seen = False
+    for e in range(n_entries):
+        if log[e].records > 0 and (instance < 0 or log[e].instance == instance):
+            v = log[e].value
+            if not seen or v < lo:
+                lo = v
+            if not seen or v > hi:
+                hi = v
+            seen = True
+    empty = np.empty(0, dtype=np.int64)
+    if not seen or np.uint64(hi) - np.uint64(lo) >= np.uint64(n_entries // 2):
+        return empty, empty
+    counts = np.zeros(hi - lo + 1, dtype=np.int64)
+    for e in range(n_entries):
+        if log[e].records > 0 and (instance < 0 or log[e].instance == instance):
+            counts[log[e].value - lo] += log[e].records
+    return np.arange(lo, hi + 1), counts
+
+
+@njit(cache=True, error_model="numpy")
 def itl_counts_nb(step_log, n_entries, spans, rq, ist, n_req, n_inst):
-    """Per step-log entry, the inter-token latencies recorded there by requests that completed.
+    """The step log's entries with their record counts reduced to the inter-token latencies of
+    requests that completed (in place: the raw counts are not read again); returns that slice.
 
     Every record counts except those of requests that never completed: their spans
     (closed by preemption, and the open one, which runs to their instance's latest
     entry) are subtracted, with a running count per instance over the entries.
     """
-    counts = np.empty(n_entries, dtype=np.int64)
-    for e in range(n_entries):
-        counts[e] = step_log[e].records
+    log = step_log[:n_entries]
     span_start = np.empty(0, dtype=np.int64)
     span_end = np.empty(0, dtype=np.int64)
     for r in range(n_req):
@@ -106,14 +188,14 @@ def itl_counts_nb(step_log, n_entries, spans, rq, ist, n_req, n_inst):
             span_end[spans[k].end] += 1
             k = spans[k].next
     if span_start.shape[0] == 0:
-        return counts
+        return log
     active = np.zeros(n_inst, dtype=np.int64)
     for e in range(n_entries):
-        i = step_log[e].instance
+        i = log[e].instance
         active[i] += span_start[e]
-        counts[e] -= active[i]
+        log[e].records -= active[i]
         active[i] -= span_end[e]
-    return counts
+    return log
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -122,12 +204,12 @@ def _selected_nb(rq, r, instance):
 
 
 @njit(cache=True, error_model="numpy")
-def latency_block_nb(out, rq, out_len, step_log, itl_counts, instance, n_req, totals):
+def latency_block_nb(out, rq, out_len, itl_log, instance, n_req, totals):
     """Fill one metrics block over the requests of `instance` (or all when instance < 0)."""
-    ttft = np.empty(n_req)
-    e2e = np.empty(n_req)
+    ttft = np.empty(n_req, dtype=np.int64)  # integer ticks, radix-sorted below
+    e2e = np.empty(n_req, dtype=np.int64)
     tpot = np.empty(n_req)
-    sched = np.empty(n_req)
+    sched = np.empty(n_req, dtype=np.int64)
     n_ttft = 0
     n_e2e = 0
     n_sched = 0
@@ -136,32 +218,35 @@ def latency_block_nb(out, rq, out_len, step_log, itl_counts, instance, n_req, to
             continue
         flags = rq[r].flag_bits
         if flags & RF_HAS_TTFT:
-            ttft[n_ttft] = float(rq[r].first_token)
+            ttft[n_ttft] = rq[r].first_token
             n_ttft += 1
         if flags & RF_COMPLETED:
-            e2e[n_e2e] = float(rq[r].e2e)
+            e2e[n_e2e] = rq[r].e2e
             if out_len[r] > 0:
                 tpot[n_e2e] = float(rq[r].itl_sum) / float(max(out_len[r] - 1, 1))
             else:
                 tpot[n_e2e] = 0.0
             n_e2e += 1
         if flags & RF_SCHEDULED:
-            sched[n_sched] = float(rq[r].sched_delay)
+            sched[n_sched] = rq[r].sched_delay
             n_sched += 1
-    # ITLs of completed requests only (itl_counts, see kernels.engine), of this instance
-    n_entries = itl_counts.shape[0]
-    itl_values = np.empty(n_entries, dtype=np.int64)
-    itl_n = np.empty(n_entries, dtype=np.int64)
-    m = 0
-    for e in range(n_entries):
-        if itl_counts[e] > 0 and (instance < 0 or step_log[e].instance == instance):
-            itl_values[m] = step_log[e].value
-            itl_n[m] = itl_counts[e]
-            m += 1
-    ttft_s = np.sort(ttft[:n_ttft])
-    e2e_s = np.sort(e2e[:n_e2e])
+    # ITLs of completed requests only (itl_counts_nb's log), of this instance
+    itl_values, itl_n = _itl_counts_by_value_nb(itl_log, instance)
+    m = itl_values.shape[0]
+    if m == 0:  # a wide range of step times: the selected entries themselves
+        n_entries = itl_log.shape[0]
+        itl_values = np.empty(n_entries, dtype=np.int64)
+        itl_n = np.empty(n_entries, dtype=np.int64)
+        for e in range(n_entries):
+            entry = itl_log[e]
+            if entry.records > 0 and (instance < 0 or entry.instance == instance):
+                itl_values[m] = entry.value
+                itl_n[m] = entry.records
+                m += 1
+    ttft_s = _sorted_as_float_nb(ttft[:n_ttft])
+    e2e_s = _sorted_as_float_nb(e2e[:n_e2e])
     tpot_s = np.sort(tpot[:n_e2e])
-    sched_s = np.sort(sched[:n_sched])
+    sched_s = _sorted_as_float_nb(sched[:n_sched])
 
     completed, total_in, total_out, sim_ended = totals
     duration = float(sim_ended) / float(1e6)
@@ -204,7 +289,7 @@ def count_inversions_nb(arrival, e2e):
     count = arrival.shape[0]
     if count < 2:
         return 0
-    order = np.argsort(arrival, kind="mergesort")
+    order = radix_argsort_nb(arrival)  # stable: ties in arrival keep index order
     ranked = np.sort(e2e)
     tree = np.zeros(count + 1, dtype=np.int64)
     inversions = 0

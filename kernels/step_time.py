@@ -9,7 +9,7 @@ from numba import njit
 
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def blackbox_step_time_nb(cfg, cache_miss_tokens, decode_tokens):
     t = 0.0
     t += cfg.beta0
