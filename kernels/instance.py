@@ -28,6 +28,7 @@ from .state import (
     R_NUM_NEW, R_PROGRESS, R_SCHED_DELAY, IS_LAST_ENTRY, R_ITL_SPAN, R_SPANS, SL_INSTANCE, SL_RECORDS,
     SL_VALUE, SP_END, SP_NEXT, SP_START,
 )
+from .prefetch import prefetch_nb
 from .step_time import blackbox_step_time_nb, roofline_step_time_nb
 
 
@@ -218,6 +219,10 @@ def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, i
                     commit_pending_hash_nb(rq, chash, r, ph, seq_off[r], pow_table)
                     rq[r, R_PEND_START] = rq[r, R_PROGRESS]
                     rq[r, R_PEND_LEN] = 1
+                    # when this block fills, its hash reads these two prefix hashes: cache misses
+                    # on a large workload unless asked for now, block_size steps ahead
+                    prefetch_nb(ph, seq_off[r] + rq[r, R_PROGRESS])
+                    prefetch_nb(ph, seq_off[r] + rq[r, R_PROGRESS] + block_size)
                     rq[r, R_LATEST_BLOCK] = b
                     rq[r, R_LATEST_NTOK] = 1
                 elif cs[CS_STATUS] != 0 or not _preempt_nb(
