@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from .hashing import concat_hash_nb, mulmod_nb, slice_hash_nb, submod_nb
+from .prefetch import prefetch_nb
 from .state import (
     B_CPU_NTOK, B_CPU_TIME, B_CPU_VALID, B_HASHED, B_IN_USE, B_NEXT, B_NTOK, B_PREV, B_REF, BH_CPU,
     BH_GPU, CS_NODE_FREE, CS_NODE_TOP, CS_STATUS, IF_OFFLOAD_THRESHOLD, IF_TRANSFER_BANDWIDTH,
@@ -146,6 +147,12 @@ def pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i):
         if b == -1:
             return -1
         _free_list_remove_nb(blk, ist, i, b)
+        head = ist[i, IS_FREE_HEAD]
+        if head != -1:
+            # the next pop reads these (blocks are reused at random): ask for them now
+            prefetch_nb(blk, (i, B_HASHED, head))
+            prefetch_nb(blk, (i, B_NEXT, head))
+            prefetch_nb(bhash, (i, BH_GPU, head))
     if blk[i, B_HASHED, b] != 0:
         # deletes the key even when it now names another block, as the reference does
         ht_delete_nb(ht_key, ht_val, i, bhash[i, BH_GPU, b])
@@ -326,6 +333,10 @@ def _allocate_blocks_body_nb(blk, bhash, ht_key, ht_val, ist, rq, nodes, cs, cha
                 ht_put_nb(ht_key, ht_val, i, h, latest)
         else:
             for _ in range(n_new_blocks):
+                if in_prefill and done + 2 * block_size <= n_new:
+                    # the next block's slot in the prefix map, fetched while this block is filled
+                    prefetch_nb(ht_key, (i, _home_nb(ph[seq_start + start_index + done + 2 * block_size],
+                                                     ht_key.shape[1] - 1)))
                 b = pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i)
                 if b == -1:
                     return False
