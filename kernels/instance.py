@@ -18,6 +18,7 @@ from .layout import (
     SCHED_PRIORITY_FCFS, SCHED_REVERSE_PRIORITY, SCHED_SJF,
 )
 from .state import EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP
+from .prefetch import prefetch_nb
 from .step_time import blackbox_step_time_nb, roofline_step_time_nb
 
 
@@ -188,6 +189,10 @@ def _decode_new_block_nb(st, reqs, i, r, now, n_new, block_size):
         req = rq[r]
         req.pend_start = req.progress
         req.pend_len = 1
+        # when this block fills, its hash reads these two prefix hashes: cache misses on a
+        # large workload unless asked for now, block_size steps ahead
+        prefetch_nb(reqs.prefix_hash, reqs.seq_off[r] + req.progress)
+        prefetch_nb(reqs.prefix_hash, reqs.seq_off[r] + req.progress + block_size)
         req.latest_block = b
         req.latest_ntok = 1
         return True

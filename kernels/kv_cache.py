@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from .hashing import concat_hash_nb, mulmod_nb, slice_hash_nb, submod_nb
+from .prefetch import prefetch_nb
 
 HT_EMPTY = np.uint64(1 << 63)  # real keys are < 2**61
 
@@ -137,6 +138,10 @@ def pop_free_block_nb(blocks, ht_key, ht_val, ist, cs, i):
         if b == -1:
             return -1
         _free_list_remove_nb(blocks, ist, i, b)
+        head = ist[i].free_head
+        if head != -1:
+            # the next pop reads this record (blocks are reused at random): ask for it now
+            prefetch_nb(blocks, (i, head))
     if blocks[i, b].hashed != 0:
         # deletes the key even when it now names another block, as the reference does
         ht_delete_nb(ht_key, ht_val, i, blocks[i, b].hash)
@@ -330,6 +335,9 @@ def _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index,
                 _close_block_nb(blocks, ht_key, ht_val, i, latest, chash[r])
         else:
             for _ in range(n_new_blocks):
+                if in_prefill and done + 2 * block_size <= n_new:
+                    # the next block's slot in the prefix map, fetched while this block is filled
+                    prefetch_nb(ht_key, (i, _home_nb(ph[start_index + done + 2 * block_size], ht_key.shape[1] - 1)))
                 b = pop_free_block_nb(blocks, ht_key, ht_val, ist, cs, i)
                 if b == -1:
                     return False
