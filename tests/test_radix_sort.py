@@ -67,3 +67,12 @@ def test_itl_statistics_by_value_equal_those_of_the_copied_log(n_entries, zero_s
     itl_order_stats_nb(values, table, got)
     fields = [L.M_ITL_MEAN, L.M_ITL_P50, L.M_ITL_P90, L.M_ITL_P95, L.M_ITL_P99]
     assert np.array_equal(got[fields], expected[fields])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, width=64), max_size=80))
+def test_float_radix_sort_equals_np_sort(values):
+    from blis_sweep.kernels.metrics import _sorted_floats_nb
+
+    v = np.array(values, dtype=np.float64)
+    assert np.array_equal(_sorted_floats_nb(v), np.sort(v))
