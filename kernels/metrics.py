@@ -56,6 +56,21 @@ def _sorted_as_float_nb(values):
 
 
 @njit(cache=True, error_model="numpy")
+def _sorted_floats_nb(values):
+    """values (float64, no NaN) in ascending order, by a radix sort of their bit patterns made
+    order-preserving (negative values: magnitude bits flipped), instead of Numba's float sort."""
+    keys = values.view(np.int64).copy()
+    for k in range(keys.shape[0]):
+        if keys[k] < 0:
+            keys[k] ^= np.int64(0x7FFFFFFFFFFFFFFF)
+    order = radix_argsort_nb(keys)
+    out = np.empty(values.shape[0])
+    for k in range(values.shape[0]):
+        out[k] = values[order[k]]
+    return out
+
+
+@njit(cache=True, error_model="numpy")
 def percentile_ms_nb(sorted_values, p):
     n = sorted_values.shape[0]
     if n == 0:
@@ -245,7 +260,7 @@ def latency_block_nb(out, rq, out_len, itl_log, instance, n_req, totals):
                 m += 1
     ttft_s = _sorted_as_float_nb(ttft[:n_ttft])
     e2e_s = _sorted_as_float_nb(e2e[:n_e2e])
-    tpot_s = np.sort(tpot[:n_e2e])
+    tpot_s = _sorted_floats_nb(tpot[:n_e2e])
     sched_s = _sorted_as_float_nb(sched[:n_sched])
 
     completed, total_in, total_out, sim_ended = totals
@@ -290,7 +305,7 @@ def count_inversions_nb(arrival, e2e):
     if count < 2:
         return 0
     order = radix_argsort_nb(arrival)  # stable: ties in arrival keep index order
-    ranked = np.sort(e2e)
+    ranked = _sorted_floats_nb(e2e)
     tree = np.zeros(count + 1, dtype=np.int64)
     inversions = 0
     for seen in range(count):

@@ -74,3 +74,12 @@ def test_itl_statistics_by_value_equal_those_of_the_copied_log(n_entries, zero_s
     _itl_order_stats_into_nb(values, table, got)
     fields = ["itl_mean_ms", "itl_p50_ms", "itl_p90_ms", "itl_p95_ms", "itl_p99_ms"]
     assert [got[0][f] for f in fields] == [expected[0][f] for f in fields]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, width=64), max_size=80))
+def test_float_radix_sort_equals_np_sort(values):
+    from blis_sweep.kernels.metrics import _sorted_floats_nb
+
+    v = np.array(values, dtype=np.float64)
+    assert np.array_equal(_sorted_floats_nb(v), np.sort(v))
