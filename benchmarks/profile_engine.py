@@ -89,7 +89,8 @@ while time.perf_counter() - t0 < seconds:
 
 # innermost function name -> what it is, for the summary
 GROUPS = (
-    ("simulate_config_nb", "event loop, step, batch formation, decode path (inlined by Numba)"),
+    ("_event_loop_nb", "event loop, step, batch formation, decode path (inlined by Numba)"),
+    ("simulate_config_nb", "one configuration: working memory, metrics blocks"),
     ("simulate_batch_nb", "the loop over configurations"),
     ("kv_cache", "KV blocks: free list, prefix map, allocation, release"),
     ("event_heap", "event heaps"),
