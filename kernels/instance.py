@@ -121,7 +121,7 @@ def on_queued_nb(st, i, r, now, in_len):
 
 
 # ---------------------------------------------------------------- step
-@njit(cache=True, error_model="numpy", forceinline=True)
+@njit(cache=True, error_model="numpy")
 def _preempt_nb(st, reqs, i, r, now, n_new, block_size):
     """Allocate for r, evicting from the batch tail until it fits (reference preempt())."""
     ist, rq, rb, cs = st.ist, st.rq, st.rb, st.cs
@@ -147,7 +147,7 @@ def _preempt_nb(st, reqs, i, r, now, n_new, block_size):
             return False
 
 
-@njit(cache=True, error_model="numpy", forceinline=True)
+@njit(cache=True, error_model="numpy")
 def _close_itl_span_nb(st, i, r):
     """Keep r's current span of inter-token latencies (it decoded in every step of instance i
     since it began, up to the instance's latest entry) on its list; False when the list is full."""
@@ -169,7 +169,7 @@ def _close_itl_span_nb(st, i, r):
     return True
 
 
-@njit(cache=True, error_model="numpy", forceinline=True)
+@njit(cache=True, error_model="numpy")
 def _decode_new_block_nb(st, reqs, i, r, now, n_new, block_size):
     """KV for a decode token that opens a new block; False when the batch cannot continue."""
     # In decode the reference pops one free block without a free-count check; when one
@@ -309,7 +309,7 @@ def _step_time_nb(cfg, st, reqs, i):
     return advance
 
 
-@njit(cache=True, error_model="numpy", forceinline=True)
+@njit(cache=True, error_model="numpy")
 def _complete_nb(cfg, st, reqs, i, r, now, advance, progress):
     """Request r emitted its last token: its final KV write, release, and the completion event.
     False when working memory ran out."""
