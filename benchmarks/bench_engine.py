@@ -29,7 +29,6 @@ sys.path.insert(0, str(REPO))
 from blis_sweep.engine import pack_workloads, simulate  # noqa: E402
 from blis_sweep.sim_config import RoutingPolicy, SimConfig  # noqa: E402
 from blis_sweep.workloads.requests import distribution_workload  # noqa: E402
-from blis_sweep.kernels import layout as L  # noqa: E402
 
 # trained llama-3.1-8b H100 coefficients (model_configs/defaults.yaml)
 ALPHA = (232.46191091038054, 1.752360364195244, 3357.4400353290152)
@@ -170,8 +169,8 @@ def main() -> None:
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_SELF)
         runs.append((wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)))
-    assert np.all(res.cluster[:, L.M_STATUS] == 0)
-    simulated = float(res.cluster[:, L.M_ARRIVED].sum())
+    assert np.all(res.cluster["status"] == 0)
+    simulated = float(res.cluster["arrived_requests"].sum())
     wall = min(r[0] for r in runs)
     cpu = min(r[1] for r in runs)
     cores = os.cpu_count() or 1

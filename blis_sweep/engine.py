@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from numpy.lib.recfunctions import structured_to_unstructured
 
 from blis_sweep.sim_config import RoutingPolicy, SimConfig
 from blis_sweep.workloads.arrays import Workload
@@ -52,70 +53,76 @@ _keep_freed_memory_mapped()
 
 @dataclass
 class BatchResult:
-    """Kernel output for a batch: metric blocks and optional per-request arrays."""
+    """Kernel output for a batch: metric blocks and optional per-request arrays.
 
-    cluster: np.ndarray  # [C, N_METRICS]
-    instances: np.ndarray  # [C, max_instances, N_METRICS] (empty second axis when not requested)
-    req_ttft: np.ndarray  # [C, n] ticks, first-token time relative to arrival
-    req_e2e: np.ndarray  # [C, n] ticks
-    req_itl_sum: np.ndarray  # [C, n] ticks, sum of the request's inter-token latencies
-    req_sched: np.ndarray  # [C, n] ticks, last scheduling delay
-    req_flags: np.ndarray  # [C, n] kernels.layout.RF_* bits
-    req_instance: np.ndarray  # [C, n]
-    trace_route: np.ndarray  # [C, n, N_TR] routing decisions (empty unless traced)
-    trace_candidates: np.ndarray  # [C, n, k, N_TC] top-k counterfactual candidates
+    Metric blocks are records of kernels.layout.metrics_dt, whose field names are the
+    results tables' column names: `result.cluster[k]["completed_requests"]`,
+    `result.cluster["status"]` (a column over the batch)."""
+
+    cluster: np.ndarray  # [C] metrics_dt
+    instances: np.ndarray  # [C, max_instances] metrics_dt (empty second axis when not requested)
+    requests: np.ndarray  # [C, n] kernels.layout.request_out_dt (empty second axis when not requested)
+    trace_route: np.ndarray  # [C, n] route_trace_dt: routing decisions (empty unless traced)
+    trace_candidates: np.ndarray  # [C, n, k] candidate_dt: top-k counterfactual candidates
+
+    # per-request results as [C, n] arrays (views of `requests`)
+    @property
+    def req_ttft(self) -> np.ndarray:  # ticks, first-token time relative to arrival
+        return self.requests["ttft"]
+
+    @property
+    def req_e2e(self) -> np.ndarray:  # ticks
+        return self.requests["e2e"]
+
+    @property
+    def req_itl_sum(self) -> np.ndarray:  # ticks, sum of the request's inter-token latencies
+        return self.requests["itl_sum"]
+
+    @property
+    def req_sched(self) -> np.ndarray:  # ticks, last scheduling delay
+        return self.requests["sched"]
+
+    @property
+    def req_flags(self) -> np.ndarray:  # kernels.layout.RF_* bits
+        return self.requests["flag_bits"]
+
+    @property
+    def req_instance(self) -> np.ndarray:
+        return self.requests["instance"]
 
 
-def pack_configs(configs: list[SimConfig], workload_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Struct-of-arrays rows for the kernel (see kernels.layout)."""
-    n = len(configs)
-    ci = np.zeros((n, L.N_CFG_INT), dtype=np.int64)
-    cf = np.zeros((n, L.N_CFG_FLOAT), dtype=np.float64)
-    for k, (cfg, w) in enumerate(zip(configs, workload_ids)):
-        ci[k, L.CI_TOTAL_KV_BLOCKS] = cfg.total_kv_blocks
-        ci[k, L.CI_BLOCK_SIZE] = cfg.block_size
-        ci[k, L.CI_MAX_RUNNING] = cfg.max_running_reqs
-        ci[k, L.CI_MAX_SCHED_TOKENS] = cfg.max_scheduled_tokens
-        ci[k, L.CI_LONG_PREFILL] = cfg.long_prefill_token_threshold
-        ci[k, L.CI_HORIZON] = cfg.horizon
-        ci[k, L.CI_SCHEDULER] = int(cfg.scheduler)
-        ci[k, L.CI_PRIORITY] = int(cfg.priority_policy)
-        ci[k, L.CI_WORKLOAD] = w
-        ci[k, L.CI_NUM_INSTANCES] = cfg.num_instances
-        ci[k, L.CI_ADMISSION] = int(cfg.admission_policy)
-        ci[k, L.CI_ADMISSION_LATENCY] = cfg.admission_latency
-        ci[k, L.CI_ROUTING_LATENCY] = cfg.routing_latency
-        ci[k, L.CI_ROUTING] = int(cfg.routing_policy)
-        ci[k, L.CI_CAPACITY_SCALE] = 1
-        ci[k, L.CI_KV_CPU_BLOCKS] = cfg.kv_cpu_blocks
-        ci[k, L.CI_KV_TRANSFER_BASE_LATENCY] = cfg.kv_transfer_base_latency
-        cf[k, L.CF_ALPHA0:L.CF_ALPHA2 + 1] = cfg.alpha_coeffs[:3]
-        cf[k, L.CF_BETA0:L.CF_BETA2 + 1] = cfg.beta_coeffs[:3]
-        cf[k, L.CF_BUCKET_CAPACITY] = cfg.token_bucket_capacity
-        cf[k, L.CF_BUCKET_REFILL] = cfg.token_bucket_refill_rate
-        cf[k, L.CF_CACHE_WEIGHT] = cfg.routing_cache_weight
-        cf[k, L.CF_LOAD_WEIGHT] = cfg.routing_load_weight
-        cf[k, L.CF_KV_OFFLOAD_THRESHOLD] = cfg.kv_offload_threshold
-        cf[k, L.CF_KV_TRANSFER_BANDWIDTH] = cfg.kv_transfer_bandwidth
-        rf = cfg.roofline
-        if rf is not None:
-            ci[k, L.CI_ROOFLINE] = 1
-            ci[k, L.CI_TP] = rf.tp
-            cf[k, L.CF_NUM_LAYERS] = rf.num_layers
-            cf[k, L.CF_HIDDEN] = rf.hidden_dim
-            cf[k, L.CF_HEADS] = rf.num_heads
-            cf[k, L.CF_KV_HEADS] = rf.num_kv_heads
-            cf[k, L.CF_INTERMEDIATE] = rf.intermediate_dim
-            cf[k, L.CF_BYTES_PER_PARAM] = rf.bytes_per_param
-            cf[k, L.CF_TFLOPS] = rf.tflops_peak
-            cf[k, L.CF_BW_TBS] = rf.bw_peak_tbs
-            cf[k, L.CF_BW_EFF] = rf.bw_eff_constant
-            cf[k, L.CF_T_OVERHEAD] = rf.t_overhead_micros
-            cf[k, L.CF_PER_LAYER_OVERHEAD] = rf.per_layer_overhead
-            cf[k, L.CF_MFU_PREFILL] = rf.mfu_prefill
-            cf[k, L.CF_MFU_DECODE] = rf.mfu_decode
-            cf[k, L.CF_ALLREDUCE] = rf.all_reduce_latency
-    return ci, cf
+def metric_values(blocks) -> np.ndarray:
+    """Metric blocks (records) as plain float64 values, one trailing axis of fields (for comparing
+    blocks whole: NaN fields compare equal in numpy.testing, which records do not)."""
+    return structured_to_unstructured(np.asarray(blocks))
+
+
+# cfg_dt fields that are not SimConfig/RooflineParams fields of the same name
+_CFG_DERIVED = frozenset({"workload", "roofline", "capacity_scale", "trace_k", "alpha0", "alpha1", "alpha2",
+                          "beta0", "beta1", "beta2"})
+
+
+def pack_configs(configs: list[SimConfig], workload_ids: list[int], trace_k: int = -1) -> np.ndarray:
+    """One kernels.layout.cfg_dt record per configuration; fields are copied by name from the
+    SimConfig (and its RooflineParams, zero without one)."""
+    cfgs = np.zeros(len(configs), dtype=L.cfg_dt)
+    if not configs:
+        return cfgs
+    for name in L.cfg_dt.names:
+        if name in _CFG_DERIVED:
+            continue
+        if hasattr(configs[0], name):
+            cfgs[name] = [getattr(c, name) for c in configs]
+        else:
+            cfgs[name] = [getattr(c.roofline, name) if c.roofline is not None else 0 for c in configs]
+    for k in range(3):
+        cfgs[f"alpha{k}"] = [c.alpha_coeffs[k] for c in configs]
+        cfgs[f"beta{k}"] = [c.beta_coeffs[k] for c in configs]
+    cfgs["workload"] = workload_ids
+    cfgs["roofline"] = [c.roofline is not None for c in configs]
+    cfgs["capacity_scale"] = 1
+    cfgs["trace_k"] = trace_k
+    return cfgs
 
 
 @dataclass(frozen=True)
@@ -174,54 +181,59 @@ def simulate(configs: list[SimConfig], workloads: list[Workload], workload_ids: 
     if not _kernels_ready:
         ensure_compiled()
     packed = packed or pack_workloads(workloads)
-    ci, cf = pack_configs(configs, workload_ids)
-    ci[:, L.CI_TRACE_K] = trace_k
+    cfgs = pack_configs(configs, workload_ids, trace_k)
     n_cfg = len(configs)
-    max_bs = int(ci[:, L.CI_BLOCK_SIZE].max()) if n_cfg else 1
-    pow_table = power_table_nb(max_bs)
-    n_req = packed.max_requests if per_request else 0
-    n_inst = int(ci[:, L.CI_NUM_INSTANCES].max()) if (per_instance and n_cfg) else 0
-    cluster = np.full((n_cfg, L.N_METRICS), np.nan)
-    instances = np.full((n_cfg, n_inst, L.N_METRICS), np.nan)
-    req = [np.zeros((n_cfg, n_req), dtype=np.int64) for _ in range(6)]
-    n_trace = packed.max_requests if trace_k >= 0 else 0
-    trace = [np.zeros((n_cfg, n_trace, L.N_TR)), np.full((n_cfg, n_trace, max(trace_k, 0), L.N_TC), np.nan)]
+    max_bs = int(cfgs["block_size"].max()) if n_cfg else 1
+    wls = S.Workloads(packed.start, packed.count, packed.arrival, packed.in_len, packed.out_len, packed.seq_off,
+                      packed.prefix_hash, packed.id_rank, power_table_nb(max_bs))
+    shape = _OutputShape(int(cfgs["num_instances"].max()) if (per_instance and n_cfg) else 0,
+                         packed.max_requests if per_request else 0,
+                         packed.max_requests if trace_k >= 0 else 0, max(trace_k, 0))
+    result = _new_outputs(n_cfg, shape)
     todo = np.arange(n_cfg)
     for _attempt in range(MAX_CAPACITY_RETRIES):
-        sub_ci = ci[todo]
-        sub = _run_kernel(sub_ci, cf[todo], packed, pow_table, n_inst, n_req, n_trace, max(trace_k, 0))
-        cluster[todo] = sub[0]
-        instances[todo] = sub[1]
-        for full, part in zip(req + trace, sub[2:]):
+        sub = _run_kernel(cfgs[todo], wls, shape)
+        for full, part in zip(result, sub):
             full[todo] = part
-        retry = todo[cluster[todo, L.M_STATUS] == L.STATUS_CAPACITY]
+        retry = todo[result.cluster["status"][todo] == L.STATUS_CAPACITY]
         if retry.size == 0:
             break
-        ci[retry, L.CI_CAPACITY_SCALE] *= 4
+        cfgs["capacity_scale"][retry] *= 4
         todo = retry
     else:
         raise RuntimeError("kernel working memory estimate failed repeatedly; this is a bug")
-    return BatchResult(cluster, instances, *req, *trace)
+    return BatchResult(*result)
 
 
-def _run_kernel(ci, cf, packed: PackedWorkloads, pow_table, n_inst, n_req, n_trace, trace_k):
-    n_cfg = ci.shape[0]
-    cluster = np.full((n_cfg, L.N_METRICS), np.nan)
-    instances = np.full((n_cfg, n_inst, L.N_METRICS), np.nan)
-    req = [np.zeros((n_cfg, n_req), dtype=np.int64) for _ in range(6)]
-    trace = [np.zeros((n_cfg, n_trace, L.N_TR)), np.full((n_cfg, n_trace, trace_k, L.N_TC), np.nan)]
-    workloads = (packed.start, packed.count, packed.arrival, packed.in_len, packed.out_len, packed.seq_off,
-                 packed.prefix_hash, packed.id_rank, pow_table)
-    outputs = (cluster, instances, *req, *trace)
+@dataclass(frozen=True)
+class _OutputShape:
+    instances: int  # per-instance blocks per configuration (0: none)
+    requests: int  # per-request results per configuration (0: none)
+    traced: int  # traced routing decisions per configuration (0: none)
+    candidates: int  # counterfactual candidates per decision
+
+
+def _new_outputs(n_cfg: int, shape: _OutputShape):
+    """The kernel's outputs, NaN-filled (fields a configuration does not define stay NaN)."""
+    return S.Outputs(np.full(n_cfg, np.nan, dtype=L.metrics_dt),
+                     np.full((n_cfg, shape.instances), np.nan, dtype=L.metrics_dt),
+                     np.zeros((n_cfg, shape.requests), dtype=L.request_out_dt),
+                     np.zeros((n_cfg, shape.traced), dtype=L.route_trace_dt),
+                     np.full((n_cfg, shape.traced, shape.candidates), np.nan, dtype=L.candidate_dt))
+
+
+def _run_kernel(cfgs, wls, shape: _OutputShape):
+    n_cfg = cfgs.shape[0]
+    outputs = _new_outputs(n_cfg, shape)
     threads = min(numba.get_num_threads(), n_cfg)
     if threads <= 1:
-        simulate_batch_nb(ci, cf, *workloads, *outputs)
+        simulate_batch_nb(cfgs, wls, outputs)
         return outputs
     # slices of rows on a thread pool (the kernel releases the GIL); several slices per thread
     # so that a thread with cheap configurations takes more of them
     bounds = np.linspace(0, n_cfg, min(n_cfg, 8 * threads) + 1).astype(np.int64)
     pool = _thread_pool(threads)
-    jobs = [pool.submit(simulate_batch_nb, ci[a:b], cf[a:b], *workloads, *(x[a:b] for x in outputs))
+    jobs = [pool.submit(simulate_batch_nb, cfgs[a:b], wls, S.Outputs(*(x[a:b] for x in outputs)))
             for a, b in zip(bounds[:-1], bounds[1:])]
     for job in jobs:
         job.result()
@@ -309,7 +321,7 @@ def _warm_up_run() -> None:
 def config_working_bytes(cfg: SimConfig, workload: Workload) -> int:
     """Upper bound of the kernel's working memory for one configuration (bytes).
 
-    Mirrors the allocations of kernels.engine.simulate_config_nb at capacity scale 1
+    Mirrors the allocations of kernels.engine._allocate_nb at capacity scale 1
     (a retry after an underestimate multiplies the event heap, block lists and step log
     by 4). Every array is counted as if fully touched; in practice the event heap, wait
     queue, running batch and step log stay mostly untouched virtual memory, so resident
@@ -333,15 +345,17 @@ def working_bytes(n: int, n_inst: int, block_size: int, total_kv_blocks: int, es
     ht_cap = 16
     while ht_cap < block_cap + block_cap // 4 + 16:
         ht_cap *= 2
-    per_instance = (S.N_IS + S.N_IF + S.N_H * (4 * n + 64) + (2 * n + 16) + (n + 1)
-                    + (S.N_B + 2) * block_cap + 2 * ht_cap + 1 + (max_input // block_size + 1))
-    per_request = S.N_R + 2 + S.N_K * 2 + 2 + 9  # rq, prio, chash; cluster heap, arrival order; end-of-run
+    per_instance = (S.words(S.instance_dt) + S.words(S.event_dt) * (4 * n + 64) + (2 * n + 16) + (n + 1)
+                    + S.words(S.block_dt) * block_cap + 2 * ht_cap + 1 + (max_input // block_size + 1))
+    # rq, prio, chash; cluster heap, arrival order; end-of-run
+    per_request = S.words(S.request_dt) + 2 + S.words(S.cluster_event_dt) * 2 + 2 + 9
     affinity = 16
     if prefix_affinity:
         while affinity < 2 * n + 16:
             affinity *= 2
-    words = (n_inst * per_instance + max(n, 1) * per_request + 2 * est_blocks
-             + S.N_SL * (est_steps + n + 16) + 3 * est_steps + 2 * affinity + 2 * (max_input // block_size + 1) + 64)
+    words = (n_inst * per_instance + max(n, 1) * per_request + S.words(S.node_dt) * est_blocks
+             + S.words(S.step_dt) * est_steps + S.words(S.span_dt) * (n + 16) + 3 * est_steps + 2 * affinity
+             + 2 * (max_input // block_size + 1) + 64)
     return 8 * words
 
 
@@ -361,9 +375,9 @@ def estimate_memory_bytes(configs: list[SimConfig], workloads: list[Workload], w
         return 0
     n_req = max(w.num_requests for w in workloads) if workloads else 0
     n_inst = max(c.num_instances for c in configs)
-    outputs = n_cfg * L.N_METRICS * (1 + (n_inst if per_instance else 0))
-    outputs += n_cfg * n_req * (6 if per_request else 0)
+    outputs = n_cfg * S.words(L.metrics_dt) * (1 + (n_inst if per_instance else 0))
+    outputs += n_cfg * n_req * (S.words(L.request_out_dt) if per_request else 0)
     if trace_k >= 0:
-        outputs += n_cfg * n_req * (L.N_TR + max(trace_k, 0) * L.N_TC)
+        outputs += n_cfg * n_req * (S.words(L.route_trace_dt) + max(trace_k, 0) * S.words(L.candidate_dt))
     working = sorted((config_working_bytes(c, workloads[w]) for c, w in zip(configs, workload_ids)), reverse=True)
     return 8 * outputs * 2 + sum(working[:numba.get_num_threads()])  # outputs: the kernel's and the merged copy

@@ -1,52 +1,29 @@
 """One simulated deployment: every parameter the engine needs, already resolved.
 
 `run` builds one of these from the reference's flags; `grid` builds thousands from a
-sweep file. The engine packs a list of them into struct-of-arrays for the kernel.
+sweep file. The engine packs a list of them into kernel records (kernels.layout.cfg_dt).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
+
+from blis_sweep.kernels.layout import AdmissionPolicy, PriorityPolicy, RoutingPolicy, Scheduler
 
 INT64_MAX = (1 << 63) - 1
 
-
-class Scheduler(IntEnum):
-    FCFS = 0
-    PRIORITY_FCFS = 1
-    SJF = 2
-    REVERSE_PRIORITY = 3
+__all__ = ["AdmissionPolicy", "PriorityPolicy", "RoutingPolicy", "Scheduler", "SimConfig", "RooflineParams",
+           "SCHEDULER_NAMES", "PRIORITY_NAMES", "ADMISSION_NAMES", "ROUTING_NAMES", "INT64_MAX", "policy_names"]
 
 
-class PriorityPolicy(IntEnum):
-    CONSTANT = 0
-    SLO_BASED = 1
-    INVERTED_SLO = 2
+def policy_names(enum) -> dict:
+    """The flag and sweep-file spelling of each member: FCFS -> "fcfs", ALWAYS_ADMIT -> "always-admit"."""
+    return {member.name.lower().replace("_", "-"): member for member in enum}
 
 
-class AdmissionPolicy(IntEnum):
-    ALWAYS_ADMIT = 0
-    TOKEN_BUCKET = 1
-    REJECT_ALL = 2
-
-
-class RoutingPolicy(IntEnum):
-    ROUND_ROBIN = 0
-    LEAST_LOADED = 1
-    WEIGHTED = 2
-    PREFIX_AFFINITY = 3
-    ALWAYS_BUSIEST = 4
-
-
-SCHEDULER_NAMES = {"fcfs": Scheduler.FCFS, "priority-fcfs": Scheduler.PRIORITY_FCFS,
-                   "sjf": Scheduler.SJF, "reverse-priority": Scheduler.REVERSE_PRIORITY}
-PRIORITY_NAMES = {"constant": PriorityPolicy.CONSTANT, "slo-based": PriorityPolicy.SLO_BASED,
-                  "inverted-slo": PriorityPolicy.INVERTED_SLO}
-ADMISSION_NAMES = {"always-admit": AdmissionPolicy.ALWAYS_ADMIT, "token-bucket": AdmissionPolicy.TOKEN_BUCKET,
-                   "reject-all": AdmissionPolicy.REJECT_ALL}
-ROUTING_NAMES = {"round-robin": RoutingPolicy.ROUND_ROBIN, "least-loaded": RoutingPolicy.LEAST_LOADED,
-                 "weighted": RoutingPolicy.WEIGHTED, "prefix-affinity": RoutingPolicy.PREFIX_AFFINITY,
-                 "always-busiest": RoutingPolicy.ALWAYS_BUSIEST}
+SCHEDULER_NAMES = policy_names(Scheduler)
+PRIORITY_NAMES = policy_names(PriorityPolicy)
+ADMISSION_NAMES = policy_names(AdmissionPolicy)
+ROUTING_NAMES = policy_names(RoutingPolicy)
 
 
 @dataclass(frozen=True)

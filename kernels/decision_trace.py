@@ -1,69 +1,66 @@
 """Decision-trace records: per routing decision, the top-k counterfactual candidates and the regret."""
-import numpy as np
 from numba import njit
 
-from .layout import (
-    CF_CACHE_WEIGHT, CF_LOAD_WEIGHT, CI_ROUTING, ROUTE_WEIGHTED, TC_BATCH_SIZE, TC_FREE_KV_BLOCKS,
-    TC_INSTANCE, TC_KV_UTILIZATION, TC_QUEUE_DEPTH, TC_SCORE, TR_CLOCK, TR_REGRET,
-)
-from .state import IS_KV_TOTAL, IS_KV_USED, IS_RB_LEN, IS_WQ_LEN
+from .layout import ROUTE_WEIGHTED
 
 
 @njit(cache=True, error_model="numpy")
-def _decimal_digits_nb(x, out):
-    """Decimal digits of x >= 0 into out, least significant first; returns their count."""
-    n = 0
-    while True:
-        out[n] = x % 10
+def _digit_count_nb(x):
+    """Decimal digits of x >= 0, and 10 ** (digits - 1)."""
+    n = 1
+    top = 1
+    while x // top >= 10:
+        top *= 10
         n += 1
-        x //= 10
-        if x == 0:
-            return n
+    return n, top
 
 
 @njit(cache=True, error_model="numpy")
 def instance_id_less_nb(a, b):
-    """"instance_<a>" < "instance_<b>" as strings (so instance_10 sorts before instance_2)."""
-    da = np.empty(20, dtype=np.int64)
-    db = np.empty(20, dtype=np.int64)
-    na = _decimal_digits_nb(a, da)
-    nb = _decimal_digits_nb(b, db)
-    for k in range(min(na, nb)):
-        ca = da[na - 1 - k]
-        cb = db[nb - 1 - k]
+    """"instance_<a>" < "instance_<b>" as strings (so instance_10 sorts before instance_2).
+
+    Allocation-free: it runs inside the event loop, which is compiled without reference counting."""
+    na, ta = _digit_count_nb(a)
+    nb, tb = _digit_count_nb(b)
+    for _ in range(min(na, nb)):
+        ca = (a // ta) % 10
+        cb = (b // tb) % 10
         if ca != cb:
             return ca < cb
+        ta //= 10
+        tb //= 10
     return na < nb
 
 
 @njit(cache=True, error_model="numpy")
-def routing_scores_nb(cfg_int, cfg_float, c, ist, n_inst, out):
-    """Scores the counterfactual compares: weighted scoring's own, else minus the load."""
-    if cfg_int[c, CI_ROUTING] == ROUTE_WEIGHTED:
-        weight_sum = cfg_float[c, CF_CACHE_WEIGHT] + cfg_float[c, CF_LOAD_WEIGHT]
-        cache_w = cfg_float[c, CF_CACHE_WEIGHT] / weight_sum
-        load_w = cfg_float[c, CF_LOAD_WEIGHT] / weight_sum
+def routing_scores_nb(cfg, ist, n_inst, out):
+    """Scores the counterfactual compares: weighted scoring's own (the router's), else minus the load."""
+    if cfg.routing_policy == ROUTE_WEIGHTED:
+        weight_sum = cfg.routing_cache_weight + cfg.routing_load_weight
+        cache_w = cfg.routing_cache_weight / weight_sum
+        load_w = cfg.routing_load_weight / weight_sum
         max_free = 0
         for i in range(n_inst):
-            max_free = max(max_free, ist[i, IS_KV_TOTAL] - ist[i, IS_KV_USED])
+            max_free = max(max_free, ist[i].kv_total - ist[i].kv_used)
         for i in range(n_inst):
             cache_score = 0.0
             if max_free > 0:
-                cache_score = float(ist[i, IS_KV_TOTAL] - ist[i, IS_KV_USED]) / float(max_free)
-            out[i] = cache_score * cache_w + (1.0 / (1.0 + float(ist[i, IS_WQ_LEN]))) * load_w
+                cache_score = float(ist[i].kv_total - ist[i].kv_used) / float(max_free)
+            out[i] = cache_score * cache_w + (1.0 / (1.0 + float(ist[i].wq_len))) * load_w
     else:
         for i in range(n_inst):
-            out[i] = -float(ist[i, IS_WQ_LEN] + ist[i, IS_RB_LEN])
+            out[i] = -float(ist[i].wq_len + ist[i].rb_len)
 
 
 @njit(cache=True, error_model="numpy")
-def record_routing_nb(cfg_int, cfg_float, c, ist, n_inst, k, chosen, clock, r, trace_route, trace_candidates,
-                      scores, order):
-    trace_route[c, r, TR_CLOCK] = clock
-    trace_route[c, r, TR_REGRET] = 0.0
+def record_routing_nb(cfg, ist, n_inst, chosen, clock, route, candidates, scores, order):
+    """Fill one routing decision's trace: `route` (a record) and its top-k `candidates` (k = cfg.trace_k)."""
+    k = cfg.trace_k
+    route.clock = clock
+    route.regret = 0.0
     if k <= 0:
         return
-    routing_scores_nb(cfg_int, cfg_float, c, ist, n_inst, scores)
+    routing_scores_nb(cfg, ist, n_inst, scores)
     for i in range(n_inst):
         order[i] = i
     # insertion sort: score descending, then instance id string ascending
@@ -79,13 +76,14 @@ def record_routing_nb(cfg_int, cfg_float, c, ist, n_inst, k, chosen, clock, r, t
                 break
         order[b + 1] = x
     n = min(k, n_inst)
-    for j in range(min(n, trace_candidates.shape[2])):
+    for j in range(min(n, candidates.shape[0])):
         i = order[j]
-        trace_candidates[c, r, j, TC_INSTANCE] = i
-        trace_candidates[c, r, j, TC_SCORE] = scores[i]
-        trace_candidates[c, r, j, TC_QUEUE_DEPTH] = ist[i, IS_WQ_LEN]
-        trace_candidates[c, r, j, TC_BATCH_SIZE] = ist[i, IS_RB_LEN]
-        trace_candidates[c, r, j, TC_KV_UTILIZATION] = float(ist[i, IS_KV_USED]) / float(ist[i, IS_KV_TOTAL])
-        trace_candidates[c, r, j, TC_FREE_KV_BLOCKS] = ist[i, IS_KV_TOTAL] - ist[i, IS_KV_USED]
+        cand = candidates[j]
+        cand.instance = i
+        cand.score = scores[i]
+        cand.queue_depth = ist[i].wq_len
+        cand.batch_size = ist[i].rb_len
+        cand.kv_utilization = float(ist[i].kv_used) / float(ist[i].kv_total)
+        cand.free_kv_blocks = ist[i].kv_total - ist[i].kv_used
     regret = scores[order[0]] - scores[chosen]
-    trace_route[c, r, TR_REGRET] = regret if regret > 0 else 0.0
+    route.regret = regret if regret > 0 else 0.0

@@ -5,43 +5,37 @@ plane (arrival -> admission -> routing). A cluster event at time T runs before
 instance events at T; instance ties go to the lowest index; an event past the
 horizon ends the run. Working memory is allocated per configuration, sized from
 its workload; if an estimate proves too small the row reports STATUS_CAPACITY and
-the caller re-runs it with a larger CI_CAPACITY_SCALE.
+the caller re-runs it with a larger `capacity_scale`.
+
+Per configuration: _allocate_nb (working memory), _event_loop_nb, then the metrics
+blocks (_cluster_block_nb, _instance_block_nb) and per-request results.
 """
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
 from .borrow import borrowed_nb, keep_alive_nb
-from .decision_trace import record_routing_nb
+from .decision_trace import record_routing_nb, routing_scores_nb
 from .event_heap import cluster_pop_nb, cluster_push_nb, heap_pop_nb
 from .instance import on_arrival_nb, on_queued_nb, push_event_nb, step_nb
 from .kv_cache import HT_EMPTY, count_free_list_nb, ht_get_nb, ht_put_nb
 from .layout import (
-    ADMIT_REJECT_ALL, ADMIT_TOKEN_BUCKET, CF_BUCKET_CAPACITY, CF_BUCKET_REFILL, CF_CACHE_WEIGHT,
-    CF_KV_OFFLOAD_THRESHOLD, CF_KV_TRANSFER_BANDWIDTH, CF_LOAD_WEIGHT, CI_ADMISSION, CI_KV_CPU_BLOCKS,
-    CI_KV_TRANSFER_BASE_LATENCY, CI_ADMISSION_LATENCY, CI_BLOCK_SIZE, CI_CAPACITY_SCALE, CI_HORIZON,
-    CI_NUM_INSTANCES, CI_ROUTING, CI_ROUTING_LATENCY, CI_TOTAL_KV_BLOCKS, CI_TRACE_K, CI_WORKLOAD, M_ARRIVED,
-    M_CACHE_HIT_RATE, M_CLOCK_REGRESSIONS, M_HOL_BLOCKING, M_IN_FLIGHT_END, M_KV_ALLOC_FAILURES,
-    M_KV_BLOCK_TICKS, M_KV_FREE_END, M_KV_PEAK_BLOCKS, M_KV_THRASHING_RATE, M_KV_TOTAL, M_KV_USED_END,
-    M_PREEMPTIONS, M_PRIORITY_INVERSIONS, M_REJECTED, M_ROUTED, M_RUNNING_END, M_STATUS, M_STEPS,
-    M_WAITING_END, N_METRICS, RF_ADMISSION_DECIDED, RF_REJECTED, RF_ROUTED, ROUTE_ALWAYS_BUSIEST, ROUTE_LEAST_LOADED,
-    ROUTE_PREFIX_AFFINITY, ROUTE_WEIGHTED,
+    ADMIT_REJECT_ALL, ADMIT_TOKEN_BUCKET, RF_ADMISSION_DECIDED, RF_REJECTED, RF_ROUTED, ROUTE_ALWAYS_BUSIEST,
+    ROUTE_LEAST_LOADED, ROUTE_PREFIX_AFFINITY, ROUTE_WEIGHTED, STATUS_CAPACITY,
 )
-from .metrics import hol_blocking_nb, itl_counts_nb, latency_block_nb, priority_inversions_nb
+from .metrics import hol_blocking_nb, itl_counts_nb, latency_block_nb, priority_inversions_nb, radix_argsort_nb
 from .state import (
-    CEV_ADMISSION, CEV_ARRIVAL, CEV_ROUTING, CFS_BUCKET_LAST_REFILL, CFS_BUCKET_TOKENS,
-    CS_ARRIVED, CS_CHEAP_LEN, CS_SL_N, CS_NODE_FREE, CS_NODE_TOP, CS_REJECTED, CS_ROUTED,
-    CS_RR_COUNTER, CS_SEQ, CS_STATUS, EV_ARRIVAL, EV_QUEUED, EV_STEP, H_TIME, IF_KV_BLOCK_TICKS, IF_OFFLOAD_THRESHOLD,
-    IF_TRANSFER_BANDWIDTH, IS_CPU_CAPACITY, IS_CPU_HITS, IS_CPU_MISSES, IS_OFFLOADS, IS_THRASHING,
-    IS_MEMO_REQ, IS_TRANSFER_BASE_LATENCY,
-    IS_CACHE_HITS, IS_CACHE_MISSES, IS_CLOCK, IS_CLOCK_REGRESSIONS, IS_COMPLETED, IS_FREE_HEAD,
-    IS_FREE_TAIL, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_TOTAL, IS_KV_USED, IS_PEAK_KV,
-    IS_PREEMPTIONS, IS_RB_LEN, IS_STEP_COUNT, IS_TOTAL_INPUT, IS_TOTAL_OUTPUT, IS_WQ_HEAD, IS_WQ_LEN,
-    IS_WQ_SAMPLE_COUNT, IS_WQ_SAMPLE_SUM, K_REQ, K_TIME, N_B, N_CFS, N_CS, N_H, N_IF, N_IS, N_K, N_R,
-    R_E2E, R_FIRST_TOKEN, R_FLAGS, R_INSTANCE, R_ITL_SUM, R_LATEST_BLOCK, R_MAP_LAST, R_SCHED_DELAY,
-    CS_SPAN_BASE, CS_SPAN_N, IS_LAST_ENTRY, N_SL, R_ITL_SPAN, R_SPANS,
+    CEV_ADMISSION, CEV_ARRIVAL, CEV_ROUTING, EV_ARRIVAL, EV_QUEUED, EV_STEP, Requests, State, block_dt,
+    cluster_dt, cluster_event_dt, event_dt, instance_dt, node_dt, request_dt, span_dt, step_dt,
 )
 
 INT64_MAX = np.iinfo(np.int64).max
+
+# the control plane's working arrays: its event heap (admission and routing events in flight),
+# the prefix-affinity map, scratch for routing scores, and this configuration's trace outputs
+ControlPlane = namedtuple("ControlPlane", ("arrival_order", "cheap", "pa_key", "pa_val", "scores", "order",
+                                           "route_out", "candidates_out"))
 
 
 @njit(cache=True, error_model="numpy")
@@ -52,103 +46,12 @@ def _pow2_at_least_nb(x):
     return p
 
 
+# ---------------------------------------------------------------- working memory
 @njit(cache=True, error_model="numpy")
-def _route_nb(cfg_int, cfg_float, c, ist, n_inst, cs, pa_key, pa_val, input_key):
-    """Pick the target instance the way the configured routing policy does."""
-    policy = cfg_int[c, CI_ROUTING]
-    if policy == ROUTE_LEAST_LOADED or policy == ROUTE_ALWAYS_BUSIEST:
-        best = 0
-        best_load = ist[0, IS_WQ_LEN] + ist[0, IS_RB_LEN]
-        for i in range(1, n_inst):
-            load = ist[i, IS_WQ_LEN] + ist[i, IS_RB_LEN]
-            if (policy == ROUTE_LEAST_LOADED and load < best_load) or (
-                    policy == ROUTE_ALWAYS_BUSIEST and load > best_load):
-                best_load = load
-                best = i
-        return best
-    if policy == ROUTE_WEIGHTED:
-        weight_sum = cfg_float[c, CF_CACHE_WEIGHT] + cfg_float[c, CF_LOAD_WEIGHT]
-        cache_w = cfg_float[c, CF_CACHE_WEIGHT] / weight_sum
-        load_w = cfg_float[c, CF_LOAD_WEIGHT] / weight_sum
-        max_free = 0
-        for i in range(n_inst):
-            free = ist[i, IS_KV_TOTAL] - ist[i, IS_KV_USED]
-            if free > max_free:
-                max_free = free
-        best = 0
-        best_score = -1.0
-        for i in range(n_inst):
-            cache_score = 0.0
-            if max_free > 0:
-                cache_score = float(ist[i, IS_KV_TOTAL] - ist[i, IS_KV_USED]) / float(max_free)
-            load_score = 1.0 / (1.0 + float(ist[i, IS_WQ_LEN]))
-            score = cache_score * cache_w + load_score * load_w
-            if score > best_score:
-                best_score = score
-                best = i
-        return best
-    if policy == ROUTE_PREFIX_AFFINITY:
-        known = ht_get_nb(pa_key, pa_val, 0, input_key)
-        if known != -1:
-            return known
-        best = 0
-        best_load = ist[0, IS_WQ_LEN] + ist[0, IS_RB_LEN]
-        for i in range(1, n_inst):
-            load = ist[i, IS_WQ_LEN] + ist[i, IS_RB_LEN]
-            if load < best_load:
-                best_load = load
-                best = i
-        ht_put_nb(pa_key, pa_val, 0, input_key, best)
-        return best
-    target = cs[CS_RR_COUNTER] % n_inst
-    cs[CS_RR_COUNTER] += 1
-    return target
-
-
-@njit(cache=True, error_model="numpy")
-def _admit_nb(cfg_int, cfg_float, c, cf, clock, cost):
-    policy = cfg_int[c, CI_ADMISSION]
-    if policy == ADMIT_REJECT_ALL:
-        return False
-    if policy == ADMIT_TOKEN_BUCKET:
-        elapsed = clock - int(cf[CFS_BUCKET_LAST_REFILL])
-        if elapsed > 0:
-            refill = float(elapsed) * cfg_float[c, CF_BUCKET_REFILL] / 1e6
-            cf[CFS_BUCKET_TOKENS] = min(cfg_float[c, CF_BUCKET_CAPACITY], cf[CFS_BUCKET_TOKENS] + refill)
-            cf[CFS_BUCKET_LAST_REFILL] = float(clock)
-        if cf[CFS_BUCKET_TOKENS] >= cost:
-            cf[CFS_BUCKET_TOKENS] -= cost
-            return True
-        return False
-    return True
-
-
-@njit(cache=True, error_model="numpy")
-def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len,
-                       wl_seq_off, wl_prefix_hash, wl_id_rank, pow_table,
-                       out_cluster, out_instances, req_ttft, req_e2e, req_itl_sum, req_sched, req_flags,
-                       req_instance, trace_route, trace_candidates):
-    w = cfg_int[c, CI_WORKLOAD]
-    base = wl_start[w]
-    n_all = wl_count[w]
-    horizon = cfg_int[c, CI_HORIZON]
-    # like the reference's trace reader, stop at the first request past the horizon
-    n = 0
-    while n < n_all and wl_arrival[base + n] <= horizon:
-        n += 1
-    arrival = wl_arrival[base:base + n]
-    in_len = wl_in_len[base:base + n]
-    out_len = wl_out_len[base:base + n]
-    seq_off = wl_seq_off[base:base + n]
-    id_rank = wl_id_rank[base:base + n]
-    ph = wl_prefix_hash
-
-    n_inst = cfg_int[c, CI_NUM_INSTANCES]
-    block_size = cfg_int[c, CI_BLOCK_SIZE]
-    total_kv = cfg_int[c, CI_TOTAL_KV_BLOCKS]
-    scale = cfg_int[c, CI_CAPACITY_SCALE]
-
-    # working memory grows with what the workload can touch, never with total_kv
+def _estimates_nb(cfg, reqs, n):
+    """(blocks, step-log entries, longest input) a run can touch, at this capacity scale."""
+    block_size = cfg.block_size
+    in_len, out_len = reqs.in_len, reqs.out_len
     est_blocks = 0
     est_steps = 0
     max_in = 1
@@ -156,124 +59,214 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
         est_blocks += 2 * ((in_len[r] + block_size - 1) // block_size) + (out_len[r] + block_size - 1) // block_size + 4
         est_steps += out_len[r] + 2  # steps that log inter-token latencies: at most one per record
         max_in = max(max_in, in_len[r])
-    est_blocks *= scale
-    est_steps *= scale
-    block_cap = min(total_kv, est_blocks)
-    heap_cap = (4 * n + 64) * scale
+    return est_blocks * cfg.capacity_scale, est_steps * cfg.capacity_scale, max_in
+
+
+@njit(cache=True, error_model="numpy")
+def _allocate_nb(cfg, reqs, n):
+    """The owning arrays of one configuration's working memory, in State's order.
+
+    Working memory grows with what the workload can touch, never with total_kv_blocks."""
+    n_inst = cfg.num_instances
+    block_size = cfg.block_size
+    scale = cfg.capacity_scale
+    est_blocks, est_steps, max_in = _estimates_nb(cfg, reqs, n)
+    block_cap = min(cfg.total_kv_blocks, est_blocks)
     wq_cap = 2 * n + 16
-    rb_cap = n + 1
     # at most one key per block, so the map never fills; untouched working memory stays
     # virtual (np.empty), so generous estimates cost address space, not time
     ht_cap = _pow2_at_least_nb(block_cap + block_cap // 4 + 16)
-
-    # Owning arrays; everything below works on borrowed views of them (kernels.borrow),
-    # and `owners` is passed to keep_alive_nb on every way out so that none is freed while its view is in use.
+    ids = max_in // block_size + 1
     owners = (
-        np.zeros((n_inst, N_IS), dtype=np.int64),
-        np.zeros((n_inst, N_IF)),
-        np.empty((n_inst, N_H, heap_cap), dtype=np.int64),
+        np.zeros(n_inst, dtype=instance_dt),
+        np.zeros(max(n, 1), dtype=request_dt),
+        np.zeros(1, dtype=cluster_dt),
+        np.empty((n_inst, (4 * n + 64) * scale), dtype=event_dt),
         np.empty((n_inst, wq_cap), dtype=np.int64),
-        np.empty((n_inst, rb_cap), dtype=np.int64),
-        np.empty((n_inst, N_B, block_cap), dtype=np.int64),  # fields set when a block is first popped
-        np.empty((n_inst, 2, block_cap), dtype=np.uint64),
+        np.empty((n_inst, n + 1), dtype=np.int64),
+        np.empty((n_inst, block_cap), dtype=block_dt),  # fields set when a block is first popped
         np.full((n_inst, ht_cap), HT_EMPTY, dtype=np.uint64),
         np.empty((n_inst, ht_cap + 1), dtype=np.int64),  # last column: modification counter
-        np.zeros((max(n, 1), N_R), dtype=np.int64),
-        np.zeros(max(n, 1)),
+        np.empty(est_blocks, dtype=node_dt),
         np.zeros(max(n, 1), dtype=np.uint64),
-        np.empty((2, est_blocks), dtype=np.int64),  # block-list nodes: (block, previous node)
-        # step log of inter-token latencies, then the spans of them closed by preemption
-        np.empty((N_SL, est_steps + (n + 16) * scale), dtype=np.int64),
-        np.zeros(N_CS, dtype=np.int64),
-        np.zeros(N_CFS),
-        np.empty(max_in // block_size + 1, dtype=np.int64),
-        np.empty(max_in // block_size + 1, dtype=np.int64),
-        np.empty((n_inst, max_in // block_size + 1), dtype=np.int64),
+        np.zeros(max(n, 1)),
+        np.empty(est_steps, dtype=step_dt),
+        np.empty((n + 16) * scale, dtype=span_dt),
+        np.empty(ids, dtype=np.int64),
+        np.empty(ids, dtype=np.int64),
+        np.empty((n_inst, ids), dtype=np.int64),
     )
-    ist = borrowed_nb(owners[0])
-    ifl = borrowed_nb(owners[1])
-    heap = borrowed_nb(owners[2])
-    wq = borrowed_nb(owners[3])
-    rb = borrowed_nb(owners[4])
-    blk = borrowed_nb(owners[5])
-    bhash = borrowed_nb(owners[6])
-    ht_key = borrowed_nb(owners[7])
-    ht_val = borrowed_nb(owners[8])
-    rq = borrowed_nb(owners[9])
-    prio = borrowed_nb(owners[10])
-    chash = borrowed_nb(owners[11])
-    nodes = borrowed_nb(owners[12])
-    slog = borrowed_nb(owners[13])
-    cs = borrowed_nb(owners[14])
-    cf = borrowed_nb(owners[15])
-    cached_ids = borrowed_nb(owners[16])
-    lookup_ids = borrowed_nb(owners[17])
-    memo_ids = borrowed_nb(owners[18])
-    cfg_int = borrowed_nb(cfg_int)
-    cfg_float = borrowed_nb(cfg_float)
-    arrival = borrowed_nb(arrival)
-    in_len = borrowed_nb(in_len)
-    out_len = borrowed_nb(out_len)
-    seq_off = borrowed_nb(seq_off)
-    id_rank = borrowed_nb(id_rank)
-    ph = borrowed_nb(ph)
-    pow_table = borrowed_nb(pow_table)
-    for i in range(n_inst):
-        ist[i, IS_KV_TOTAL] = total_kv
-        ist[i, IS_FREE_HEAD] = -1
-        ist[i, IS_FREE_TAIL] = -1
-        ist[i, IS_WQ_HEAD] = wq_cap // 2
-        ist[i, IS_MEMO_REQ] = -1
-        ist[i, IS_LAST_ENTRY] = -1
+    return owners
+
+
+@njit(cache=True, error_model="numpy")
+def _init_state_nb(cfg, st, n):
+    """Initial values of the fields that do not start at zero."""
+    ist, rq, ht_val = st.ist, st.rq, st.ht_val
+    ht_cap = st.ht_key.shape[1]
+    for i in range(cfg.num_instances):
+        inst = ist[i]
+        inst.kv_total = cfg.total_kv_blocks
+        inst.free_head = -1
+        inst.free_tail = -1
+        inst.wq_head = st.wq.shape[1] // 2
+        inst.memo_req = -1
+        inst.last_entry = -1
         ht_val[i, ht_cap] = 0
-        ist[i, IS_CPU_CAPACITY] = cfg_int[c, CI_KV_CPU_BLOCKS]
-        ist[i, IS_TRANSFER_BASE_LATENCY] = cfg_int[c, CI_KV_TRANSFER_BASE_LATENCY]
-        ifl[i, IF_OFFLOAD_THRESHOLD] = cfg_float[c, CF_KV_OFFLOAD_THRESHOLD]
-        ifl[i, IF_TRANSFER_BANDWIDTH] = cfg_float[c, CF_KV_TRANSFER_BANDWIDTH]
+        inst.cpu_capacity = cfg.kv_cpu_blocks
+        inst.transfer_base_latency = cfg.kv_transfer_base_latency
+        inst.offload_threshold = cfg.kv_offload_threshold
+        inst.transfer_bandwidth = cfg.kv_transfer_bandwidth
     for r in range(n):
-        rq[r, R_MAP_LAST] = -1
-        rq[r, R_LATEST_BLOCK] = -1
-        rq[r, R_INSTANCE] = -1
-        rq[r, R_ITL_SPAN] = -1
-        rq[r, R_SPANS] = -1
-    cs[CS_NODE_FREE] = -1
-    cs[CS_SPAN_BASE] = est_steps
-    cs[CS_SPAN_N] = est_steps
-    cf[CFS_BUCKET_TOKENS] = cfg_float[c, CF_BUCKET_CAPACITY]
-    pa_cap = _pow2_at_least_nb(2 * n + 16) if cfg_int[c, CI_ROUTING] == ROUTE_PREFIX_AFFINITY else 16
-    pa_key = np.full((1, pa_cap), HT_EMPTY, dtype=np.uint64)
-    pa_val = np.zeros((1, pa_cap + 1), dtype=np.int64)
+        req = rq[r]
+        req.map_last = -1
+        req.latest_block = -1
+        req.instance = -1
+        req.itl_span = -1
+        req.spans = -1
+    st.cs.node_free = -1
+    st.cs.bucket_tokens = cfg.token_bucket_capacity
 
-    # Cluster arrivals are the events (arrival time, priority 0, sequence r): instead of holding
-    # all of them in the heap (deep, cache-cold sifts on long runs), they are taken in that
-    # order from a sorted list and merged with the heap, which holds only the admission and
-    # routing events in flight (sequence numbers from n on, as if the arrivals came first).
-    arrival_order = np.argsort(arrival, kind="mergesort")
+
+# ---------------------------------------------------------------- control plane
+@njit(cache=True, error_model="numpy")
+def _least_loaded_nb(ist, n_inst, busiest):
+    """Lowest-index instance with the least (or, busiest, the most) waiting + running requests."""
+    best = 0
+    best_load = ist[0].wq_len + ist[0].rb_len
+    for i in range(1, n_inst):
+        load = ist[i].wq_len + ist[i].rb_len
+        if (not busiest and load < best_load) or (busiest and load > best_load):
+            best_load = load
+            best = i
+    return best
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _route_nb(cfg, st, plane, input_key):
+    """Pick the target instance the way the configured routing policy does."""
+    ist = st.ist
+    n_inst = cfg.num_instances
+    policy = cfg.routing_policy
+    if policy == ROUTE_LEAST_LOADED or policy == ROUTE_ALWAYS_BUSIEST:
+        return _least_loaded_nb(ist, n_inst, policy == ROUTE_ALWAYS_BUSIEST)
+    if policy == ROUTE_WEIGHTED:
+        scores = plane.scores
+        routing_scores_nb(cfg, ist, n_inst, scores)
+        best = 0
+        best_score = -1.0
+        for i in range(n_inst):
+            if scores[i] > best_score:
+                best_score = scores[i]
+                best = i
+        return best
+    if policy == ROUTE_PREFIX_AFFINITY:
+        known = ht_get_nb(plane.pa_key, plane.pa_val, 0, input_key)
+        if known != -1:
+            return known
+        best = _least_loaded_nb(ist, n_inst, False)
+        ht_put_nb(plane.pa_key, plane.pa_val, 0, input_key, best)
+        return best
+    target = st.cs.rr_counter % n_inst
+    st.cs.rr_counter += 1
+    return target
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _admit_nb(cfg, cs, clock, cost):
+    policy = cfg.admission_policy
+    if policy == ADMIT_REJECT_ALL:
+        return False
+    if policy == ADMIT_TOKEN_BUCKET:
+        elapsed = clock - int(cs.bucket_last_refill)
+        if elapsed > 0:
+            refill = float(elapsed) * cfg.token_bucket_refill_rate / 1e6
+            cs.bucket_tokens = min(cfg.token_bucket_capacity, cs.bucket_tokens + refill)
+            cs.bucket_last_refill = float(clock)
+        if cs.bucket_tokens >= cost:
+            cs.bucket_tokens -= cost
+            return True
+        return False
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _control_plane_nb(cfg, reqs, n, route_out, candidates_out):
+    n_inst = cfg.num_instances
+    pa_cap = _pow2_at_least_nb(2 * n + 16) if cfg.routing_policy == ROUTE_PREFIX_AFFINITY else 16
+    return ControlPlane(radix_argsort_nb(reqs.arrival),  # stable, like a merge sort
+                        np.empty(2 * n + 8, dtype=cluster_event_dt), np.full((1, pa_cap), HT_EMPTY, dtype=np.uint64),
+                        np.zeros((1, pa_cap + 1), dtype=np.int64), np.empty(n_inst), np.empty(n_inst, dtype=np.int64),
+                        route_out, candidates_out)
+
+
+@njit(cache=True, error_model="numpy")
+def _on_cluster_event_nb(cfg, st, reqs, plane, clen, t, kind, r):
+    """Arrival -> admission -> routing -> the instance's arrival event. Returns the heap's new length."""
+    cs, rq = st.cs, st.rq
+    cheap = plane.cheap
+    if kind == CEV_ARRIVAL:
+        cs.arrived += 1
+        clen = cluster_push_nb(cheap, clen, t + cfg.admission_latency, np.int64(CEV_ADMISSION), cs.seq, r)
+        cs.seq += 1
+    elif kind == CEV_ADMISSION:
+        rq[r].flag_bits |= RF_ADMISSION_DECIDED
+        if _admit_nb(cfg, cs, t, float(reqs.in_len[r])):
+            clen = cluster_push_nb(cheap, clen, t + cfg.routing_latency, np.int64(CEV_ROUTING), cs.seq, r)
+            cs.seq += 1
+        else:
+            cs.rejected += 1
+            rq[r].flag_bits |= RF_REJECTED
+    else:
+        target = _route_nb(cfg, st, plane, reqs.prefix_hash[reqs.seq_off[r] + reqs.in_len[r]])
+        if cfg.trace_k >= 0 and plane.route_out.shape[0] > r:
+            record_routing_nb(cfg, st.ist, cfg.num_instances, target, t, plane.route_out[r],
+                              plane.candidates_out[r], plane.scores, plane.order)
+        cs.routed += 1
+        rq[r].instance = target
+        rq[r].flag_bits |= RF_ROUTED
+        push_event_nb(st, target, t, np.int64(EV_ARRIVAL), np.int64(r))
+    if clen < 0:
+        cs.status = STATUS_CAPACITY
+    return clen
+
+
+# ---------------------------------------------------------------- event loop
+# Compiled without reference counting: every array here is a borrowed view (or owned by the
+# caller), and the inlined step code takes many arrays out of `st` and `reqs`; counting
+# those references (calls that LLVM cannot see through) made the step 2-3 times slower.
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _event_loop_nb(cfg, st, reqs, n, plane):
+    """Run events in the reference's order until none is left or the next is past the horizon.
+
+    Cluster arrivals are the events (arrival time, priority 0, sequence r): instead of holding
+    all of them in the heap (deep, cache-cold sifts on long runs), they are taken in that
+    order from a sorted list and merged with the heap, which holds only the admission and
+    routing events in flight (sequence numbers from n on, as if the arrivals came first)."""
+    ist, heap, cs = st.ist, st.heap, st.cs
+    arrival, in_len = reqs.arrival, reqs.in_len
+    cheap = plane.cheap
+    n_inst = cfg.num_instances
+    horizon = cfg.horizon
+    arrival_order = plane.arrival_order
     next_arrival = 0
-    cs[CS_SEQ] = n
-    cheap = np.empty((N_K, 2 * n + 8), dtype=np.int64)
-    clen_heap = 0
-    trace_k = cfg_int[c, CI_TRACE_K]
-    trace_scores = np.empty(n_inst)
-    trace_order = np.empty(n_inst, dtype=np.int64)
-    admission_latency = cfg_int[c, CI_ADMISSION_LATENCY]
-    routing_latency = cfg_int[c, CI_ROUTING_LATENCY]
-
-    while cs[CS_STATUS] == 0:
+    cs.seq = n
+    clen = 0
+    while cs.status == 0:
         cluster_time = INT64_MAX
         from_arrivals = False
         if next_arrival < n:
             cluster_time = arrival[arrival_order[next_arrival]]
             from_arrivals = True
         # heap events have priority 1 or 2: at equal times the arrival (priority 0) goes first
-        if clen_heap > 0 and (not from_arrivals or cheap[K_TIME, 0] < cluster_time):
-            cluster_time = cheap[K_TIME, 0]
+        if clen > 0 and (not from_arrivals or cheap[0].time < cluster_time):
+            cluster_time = cheap[0].time
             from_arrivals = False
         inst_time = INT64_MAX
         inst = -1
         for i in range(n_inst):
-            if ist[i, IS_HEAP_LEN] > 0:
-                t = heap[i, H_TIME, 0]
+            if ist[i].heap_len > 0:
+                t = heap[i, 0].time
                 if t < inst_time:
                     inst_time = t
                     inst = i
@@ -286,177 +279,183 @@ def simulate_config_nb(c, cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl
                 t = arrival[r]
                 kind = np.int64(CEV_ARRIVAL)
             else:
-                clen_heap = cluster_pop_nb(cheap, clen_heap)
-                t = cheap[K_TIME, clen_heap]
-                kind = cheap[1, clen_heap]
-                r = cheap[K_REQ, clen_heap]
+                clen = cluster_pop_nb(cheap, clen)
+                e = cheap[clen]
+                t, kind, r = e.time, e.prio, e.req
             if t > horizon:
                 break
-            if kind == CEV_ARRIVAL:
-                cs[CS_ARRIVED] += 1
-                clen_heap = cluster_push_nb(cheap, clen_heap, t + admission_latency, np.int64(CEV_ADMISSION),
-                                            cs[CS_SEQ], r)
-                cs[CS_SEQ] += 1
-            elif kind == CEV_ADMISSION:
-                rq[r, R_FLAGS] |= RF_ADMISSION_DECIDED
-                if _admit_nb(cfg_int, cfg_float, c, cf, t, float(in_len[r])):
-                    clen_heap = cluster_push_nb(cheap, clen_heap, t + routing_latency, np.int64(CEV_ROUTING),
-                                                cs[CS_SEQ], r)
-                    cs[CS_SEQ] += 1
-                else:
-                    cs[CS_REJECTED] += 1
-                    rq[r, R_FLAGS] |= RF_REJECTED
-            else:
-                target = _route_nb(cfg_int, cfg_float, c, ist, n_inst, cs, pa_key, pa_val,
-                                   ph[seq_off[r] + in_len[r]])
-                if trace_k >= 0 and trace_route.shape[1] > r:
-                    record_routing_nb(cfg_int, cfg_float, c, ist, n_inst, trace_k, target, t, r, trace_route,
-                                      trace_candidates, trace_scores, trace_order)
-                cs[CS_ROUTED] += 1
-                rq[r, R_INSTANCE] = target
-                rq[r, R_FLAGS] |= RF_ROUTED
-                push_event_nb(heap, ist, cs, target, t, np.int64(EV_ARRIVAL), np.int64(r))
-            if clen_heap < 0:
-                cs[CS_STATUS] = 1
+            clen = _on_cluster_event_nb(cfg, st, reqs, plane, clen, t, kind, r)
         else:
             if inst_time > horizon:
                 break
             i = np.int64(inst)  # a plain int64 (not a literal): one compiled signature per callee
             t, kind, r = heap_pop_nb(heap, ist, i)
-            if t < ist[i, IS_CLOCK]:
-                ist[i, IS_CLOCK_REGRESSIONS] += 1
-            ist[i, IS_CLOCK] = t
+            if t < ist[i].clock:
+                ist[i].clock_regressions += 1
+            ist[i].clock = t
             if kind == EV_ARRIVAL:
-                on_arrival_nb(heap, ist, cs, cfg_float, c, i, r, t, in_len)
+                on_arrival_nb(cfg, st, i, r, t, in_len)
             elif kind == EV_QUEUED:
-                on_queued_nb(heap, wq, ist, cs, i, r, t, in_len)
+                on_queued_nb(st, i, r, t, in_len)
             elif kind == EV_STEP:
-                step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio,
-                        nodes, cs, chash, slog, i, t, arrival, in_len, out_len,
-                        ph, seq_off, id_rank, pow_table, cached_ids, lookup_ids,
-                        memo_ids)
+                step_nb(cfg, st, reqs, i, t)
 
-    status = cs[CS_STATUS]
-    out_cluster[c, :] = np.nan
-    out_cluster[c, M_STATUS] = status
-    if status != 0:
-        keep_alive_nb(owners)
-        return
 
-    # ---- finalize: per-instance blocks, then the merged cluster block
-    itl_counts = itl_counts_nb(slog, cs[CS_SL_N], slog, rq, ist, n, n_inst)
-    completed = 0
-    total_in = 0
-    total_out = 0
-    sim_ended = 0
-    peak = 0
-    block_ticks = 0.0
-    preemptions = 0
-    hit_rate_sum = 0.0
-    thrashing_sum = 0.0
-    waiting = 0
-    running = 0
-    used_end = 0
-    free_end = 0
-    steps = 0
-    regressions = 0
-    alloc_failures = 0
-    inversions = 0
+# ---------------------------------------------------------------- results
+@njit(cache=True, error_model="numpy", inline="always")
+def _hit_rate_nb(inst):
+    hits = inst.cache_hits + inst.cpu_hits
+    lookups = hits + inst.cache_misses + inst.cpu_misses
+    return float(hits) / float(lookups) if lookups > 0 else 0.0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _thrashing_rate_nb(inst):
+    return float(inst.thrashing) / float(inst.offloads) if inst.offloads > 0 else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _instance_block_nb(cfg, st, reqs, n, itl_log, i, row):
+    """Instance i's metrics block (fields it does not define stay NaN)."""
+    inst = st.ist[i]
+    totals = (np.int64(inst.completed), np.int64(inst.total_input), np.int64(inst.total_output),
+              np.int64(min(inst.clock, cfg.horizon)))
+    latency_block_nb(row, st.rq, reqs.out_len, itl_log, i, np.int64(n), totals)
+    row.preemptions = inst.preemptions
+    row.cache_hit_rate = _hit_rate_nb(inst)
+    row.kv_peak_blocks = inst.peak_kv
+    row.kv_block_ticks = inst.kv_block_ticks
+    row.priority_inversions = priority_inversions_nb(st.rq, reqs.arrival, i, n)
+    row.waiting_at_end = inst.wq_len
+    row.running_at_end = inst.rb_len
+    row.kv_used_at_end = inst.kv_used
+    row.kv_free_at_end = count_free_list_nb(st.blocks, st.ist, i)
+    row.kv_total_blocks = cfg.total_kv_blocks
+    row.steps = inst.step_count
+    row.kv_thrashing_rate = _thrashing_rate_nb(inst)
+    row.status = 0
+
+
+@njit(cache=True, error_model="numpy")
+def _cluster_block_nb(cfg, st, reqs, n, itl_log, row):
+    """The metrics block merged over all instances."""
+    ist, cs = st.ist, st.cs
+    n_inst = cfg.num_instances
+    completed = total_in = total_out = preemptions = waiting = running = used_end = free_end = 0
+    steps = regressions = alloc_failures = inversions = sim_ended = peak = 0
+    block_ticks = hit_rate_sum = thrashing_sum = 0.0
+    wq_sums = np.empty(n_inst, dtype=np.int64)
+    wq_counts = np.empty(n_inst, dtype=np.int64)
     for i in range(n_inst):
-        ended = min(ist[i, IS_CLOCK], horizon)
-        hits = ist[i, IS_CACHE_HITS] + ist[i, IS_CPU_HITS]
-        lookups = hits + ist[i, IS_CACHE_MISSES] + ist[i, IS_CPU_MISSES]
-        hit_rate = float(hits) / float(lookups) if lookups > 0 else 0.0
-        thrashing = float(ist[i, IS_THRASHING]) / float(ist[i, IS_OFFLOADS]) if ist[i, IS_OFFLOADS] > 0 else 0.0
-        thrashing_sum += thrashing
-        inst_inversions = priority_inversions_nb(rq, arrival, i, n)
-        if out_instances.shape[1] > i:
-            row = out_instances[c, i]
-            row[:] = np.nan
-            latency_block_nb(row, rq, out_len, slog, itl_counts, np.int64(i), np.int64(n),
-                             np.int64(ist[i, IS_COMPLETED]), np.int64(ist[i, IS_TOTAL_INPUT]),
-                             np.int64(ist[i, IS_TOTAL_OUTPUT]), np.int64(ended))
-            row[M_PREEMPTIONS] = ist[i, IS_PREEMPTIONS]
-            row[M_CACHE_HIT_RATE] = hit_rate
-            row[M_KV_PEAK_BLOCKS] = ist[i, IS_PEAK_KV]
-            row[M_KV_BLOCK_TICKS] = ifl[i, IF_KV_BLOCK_TICKS]
-            row[M_PRIORITY_INVERSIONS] = inst_inversions
-            row[M_WAITING_END] = ist[i, IS_WQ_LEN]
-            row[M_RUNNING_END] = ist[i, IS_RB_LEN]
-            row[M_KV_USED_END] = ist[i, IS_KV_USED]
-            row[M_KV_FREE_END] = count_free_list_nb(blk, ist, i)
-            row[M_KV_TOTAL] = total_kv
-            row[M_STEPS] = ist[i, IS_STEP_COUNT]
-            row[M_KV_THRASHING_RATE] = thrashing
-            row[M_STATUS] = 0
-        completed += ist[i, IS_COMPLETED]
-        total_in += ist[i, IS_TOTAL_INPUT]
-        total_out += ist[i, IS_TOTAL_OUTPUT]
-        sim_ended = max(sim_ended, ended)
-        peak = max(peak, ist[i, IS_PEAK_KV])
-        block_ticks += ifl[i, IF_KV_BLOCK_TICKS]
-        preemptions += ist[i, IS_PREEMPTIONS]
-        hit_rate_sum += hit_rate
-        waiting += ist[i, IS_WQ_LEN]
-        running += ist[i, IS_RB_LEN]
-        used_end += ist[i, IS_KV_USED]
-        free_end += count_free_list_nb(blk, ist, i)
-        steps += ist[i, IS_STEP_COUNT]
-        regressions += ist[i, IS_CLOCK_REGRESSIONS]
-        alloc_failures += ist[i, IS_KV_ALLOC_FAILURES]
-        inversions += inst_inversions
-
-    row = out_cluster[c]
-    latency_block_nb(row, rq, out_len, slog, itl_counts, np.int64(-1), np.int64(n),
-                     np.int64(completed), np.int64(total_in), np.int64(total_out), np.int64(sim_ended))
-    row[M_PREEMPTIONS] = preemptions
-    row[M_CACHE_HIT_RATE] = hit_rate_sum / float(n_inst)
-    row[M_KV_PEAK_BLOCKS] = peak
-    row[M_KV_BLOCK_TICKS] = block_ticks
-    row[M_PRIORITY_INVERSIONS] = inversions
-    row[M_HOL_BLOCKING] = hol_blocking_nb(ist[:, IS_WQ_SAMPLE_SUM].copy(), ist[:, IS_WQ_SAMPLE_COUNT].copy())
-    row[M_REJECTED] = cs[CS_REJECTED]
-    row[M_ARRIVED] = cs[CS_ARRIVED]
-    row[M_ROUTED] = cs[CS_ROUTED]
-    row[M_WAITING_END] = waiting
-    row[M_RUNNING_END] = running
+        inst = ist[i]
+        sim_ended = max(sim_ended, min(inst.clock, cfg.horizon))
+        peak = max(peak, inst.peak_kv)
+        block_ticks += inst.kv_block_ticks
+        hit_rate_sum += _hit_rate_nb(inst)
+        thrashing_sum += _thrashing_rate_nb(inst)
+        wq_sums[i] = inst.wq_sample_sum
+        wq_counts[i] = inst.wq_sample_count
+        completed += inst.completed
+        total_in += inst.total_input
+        total_out += inst.total_output
+        preemptions += inst.preemptions
+        waiting += inst.wq_len
+        running += inst.rb_len
+        used_end += inst.kv_used
+        free_end += count_free_list_nb(st.blocks, ist, i)
+        steps += inst.step_count
+        regressions += inst.clock_regressions
+        alloc_failures += inst.kv_alloc_failures
+        inversions += priority_inversions_nb(st.rq, reqs.arrival, i, n)
+    latency_block_nb(row, st.rq, reqs.out_len, itl_log, np.int64(-1), np.int64(n),
+                     (np.int64(completed), np.int64(total_in), np.int64(total_out), np.int64(sim_ended)))
+    row.preemptions = preemptions
+    row.cache_hit_rate = hit_rate_sum / float(n_inst)
+    row.kv_peak_blocks = peak
+    row.kv_block_ticks = block_ticks
+    row.priority_inversions = inversions
+    row.hol_blocking_events = hol_blocking_nb(wq_sums, wq_counts)
+    row.rejected_requests = cs.rejected
+    row.arrived_requests = cs.arrived
+    row.routed_requests = cs.routed
+    row.waiting_at_end = waiting
+    row.running_at_end = running
     # admitted but not yet in a wait queue (in the control plane or between arrival and queued)
-    row[M_IN_FLIGHT_END] = cs[CS_ARRIVED] - cs[CS_REJECTED] - completed - waiting - running
-    row[M_KV_USED_END] = used_end
-    row[M_KV_FREE_END] = free_end
-    row[M_KV_TOTAL] = total_kv * n_inst
-    row[M_STEPS] = steps
-    row[M_CLOCK_REGRESSIONS] = regressions
-    row[M_KV_ALLOC_FAILURES] = alloc_failures
-    row[M_KV_THRASHING_RATE] = thrashing_sum / float(n_inst)
-    row[M_STATUS] = 0
+    row.in_flight_at_end = cs.arrived - cs.rejected - completed - waiting - running
+    row.kv_used_at_end = used_end
+    row.kv_free_at_end = free_end
+    row.kv_total_blocks = cfg.total_kv_blocks * n_inst
+    row.steps = steps
+    row.clock_regressions = regressions
+    row.kv_alloc_failures = alloc_failures
+    row.kv_thrashing_rate = thrashing_sum / float(n_inst)
+    row.status = 0
 
-    if req_ttft.shape[1] >= n:
-        for r in range(n):
-            req_ttft[c, r] = rq[r, R_FIRST_TOKEN]
-            req_e2e[c, r] = rq[r, R_E2E]
-            req_itl_sum[c, r] = rq[r, R_ITL_SUM]
-            req_sched[c, r] = rq[r, R_SCHED_DELAY]
-            req_flags[c, r] = rq[r, R_FLAGS]
-            req_instance[c, r] = rq[r, R_INSTANCE]
+
+@njit(cache=True, error_model="numpy")
+def _request_results_nb(rq, n, out):
+    for r in range(n):
+        req = rq[r]
+        o = out[r]
+        o.ttft = req.first_token
+        o.e2e = req.e2e
+        o.itl_sum = req.itl_sum
+        o.sched = req.sched_delay
+        o.flag_bits = req.flag_bits
+        o.instance = req.instance
+
+
+# ---------------------------------------------------------------- one configuration, a batch
+@njit(cache=True, error_model="numpy")
+def simulate_config_nb(c, cfgs, wls, outs):
+    """Simulate configuration c of the batch into row c of the outputs (NaN-filled by the caller)."""
+    cfg = borrowed_nb(cfgs)[c]
+    w = cfg.workload
+    base = wls.start[w]
+    n_all = wls.count[w]
+    # like the reference's trace reader, stop at the first request past the horizon
+    n = 0
+    while n < n_all and wls.arrival[base + n] <= cfg.horizon:
+        n += 1
+    end = base + n
+    reqs = Requests(borrowed_nb(wls.arrival[base:end]), borrowed_nb(wls.in_len[base:end]),
+                    borrowed_nb(wls.out_len[base:end]), borrowed_nb(wls.seq_off[base:end]),
+                    borrowed_nb(wls.id_rank[base:end]), borrowed_nb(wls.prefix_hash), borrowed_nb(wls.pow_table))
+    owners = _allocate_nb(cfg, reqs, n)
+    # Everything works on borrowed views (kernels.borrow); `owners` goes to keep_alive_nb
+    # last, so that none is freed while its view is in use. (A State cannot be returned by a
+    # function: Numba does not return records, and st.cs is one.)
+    st = State(borrowed_nb(owners[0]), borrowed_nb(owners[1]), borrowed_nb(owners[2])[0],
+               borrowed_nb(owners[3]), borrowed_nb(owners[4]), borrowed_nb(owners[5]), borrowed_nb(owners[6]),
+               borrowed_nb(owners[7]), borrowed_nb(owners[8]), borrowed_nb(owners[9]), borrowed_nb(owners[10]),
+               borrowed_nb(owners[11]), borrowed_nb(owners[12]), borrowed_nb(owners[13]),
+               borrowed_nb(owners[14]), borrowed_nb(owners[15]), borrowed_nb(owners[16]))
+    _init_state_nb(cfg, st, n)
+    plane = _control_plane_nb(cfg, reqs, n, outs.trace_route[c], outs.trace_candidates[c])
+    _event_loop_nb(cfg, st, reqs, n, plane)
+    row = outs.cluster[c]
+    row.status = st.cs.status
+    if st.cs.status == 0:
+        itl_log = itl_counts_nb(st.step_log, st.cs.log_len, st.spans, st.rq, st.ist, n, cfg.num_instances)
+        for i in range(min(cfg.num_instances, outs.instances.shape[1])):
+            _instance_block_nb(cfg, st, reqs, n, itl_log, np.int64(i), outs.instances[c, i])
+        _cluster_block_nb(cfg, st, reqs, n, itl_log, row)
+        if outs.requests.shape[1] >= n:
+            _request_results_nb(st.rq, n, outs.requests[c])
     keep_alive_nb(owners)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def simulate_batch_nb(cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len, wl_seq_off,
-                      wl_prefix_hash, wl_id_rank, pow_table, out_cluster, out_instances, req_ttft, req_e2e,
-                      req_itl_sum, req_sched, req_flags, req_instance, trace_route, trace_candidates):
-    """Simulate every configuration row of cfg_int/cfg_float; all outputs are preallocated by the caller.
+def simulate_batch_nb(cfgs, wls, outs):
+    """Simulate every configuration record of `cfgs` (layout.cfg_dt) on the packed workloads `wls`
+    (state.Workloads); all outputs (state.Outputs) are preallocated and NaN-filled by the caller.
 
-    out_cluster[c, M_*] is the merged metrics block; out_instances[c, i, M_*] the
-    per-instance blocks (pass shape (C, 0, N_METRICS) to skip); req_*[c, r] the
-    per-request results (pass shape (C, 0) to skip); trace_route[c, r, TR_*] and
-    trace_candidates[c, r, k, TC_*] the routing decisions of configs with CI_TRACE_K >= 0.
+    outs.cluster[c] is the merged metrics block (layout.metrics_dt); outs.instances[c, i] the
+    per-instance blocks (pass shape (C, 0) to skip); outs.requests[c, r] the per-request
+    results (layout.request_out_dt; shape (C, 0) to skip); outs.trace_route[c, r] and
+    outs.trace_candidates[c, r, k] the routing decisions of configs with trace_k >= 0.
     Serial and free of the GIL: the caller runs slices of a batch on several threads (a
     plain loop compiles in a fraction of the time a parallel one takes).
     """
-    for c in range(cfg_int.shape[0]):
-        simulate_config_nb(np.int64(c), cfg_int, cfg_float, wl_start, wl_count, wl_arrival, wl_in_len, wl_out_len,
-                           wl_seq_off, wl_prefix_hash, wl_id_rank, pow_table, out_cluster, out_instances,
-                           req_ttft, req_e2e, req_itl_sum, req_sched, req_flags, req_instance, trace_route,
-                           trace_candidates)
+    for c in range(cfgs.shape[0]):
+        simulate_config_nb(np.int64(c), cfgs, wls, outs)

@@ -6,84 +6,92 @@ down over n-1, remove last) for ties to break as in the reference.
 """
 from numba import njit
 
-from .state import H_KIND, H_REQ, H_TIME, IS_HEAP_LEN, K_PRIO, K_SEQ, K_TIME, N_K
-
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _swap_nb(heap, i, a, b):
-    for f in range(3):
-        t = heap[i, f, a]
-        heap[i, f, a] = heap[i, f, b]
-        heap[i, f, b] = t
+def _swap_nb(h, a, b):
+    """Swap entries a and b of one instance's heap row (records are views: copy fields)."""
+    ea = h[a]
+    eb = h[b]
+    t, k, r = ea.time, ea.kind, ea.req
+    ea.time, ea.kind, ea.req = eb.time, eb.kind, eb.req
+    eb.time, eb.kind, eb.req = t, k, r
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def heap_push_nb(heap, ist, i, time, kind, req):
     """Push onto instance i's heap; False when the preallocated capacity is exhausted."""
-    n = ist[i, IS_HEAP_LEN]
-    if n >= heap.shape[2]:
+    h = heap[i]
+    n = ist[i].heap_len
+    if n >= h.shape[0]:
         return False
-    heap[i, H_TIME, n] = time
-    heap[i, H_KIND, n] = kind
-    heap[i, H_REQ, n] = req
-    ist[i, IS_HEAP_LEN] = n + 1
+    e = h[n]
+    e.time = time
+    e.kind = kind
+    e.req = req
+    ist[i].heap_len = n + 1
     j = n
     while j > 0:
         p = (j - 1) // 2
-        if not heap[i, H_TIME, j] < heap[i, H_TIME, p]:
+        if not h[j].time < h[p].time:
             break
-        _swap_nb(heap, i, p, j)
+        _swap_nb(h, p, j)
         j = p
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def heap_pop_nb(heap, ist, i):
     """Pop the root of instance i's heap; returns (time, kind, req)."""
-    n = ist[i, IS_HEAP_LEN] - 1
-    _swap_nb(heap, i, 0, n)
+    h = heap[i]
+    n = ist[i].heap_len - 1
+    _swap_nb(h, 0, n)
     k = 0
     while True:
         c = 2 * k + 1
         if c >= n:
             break
         c2 = c + 1
-        if c2 < n and heap[i, H_TIME, c2] < heap[i, H_TIME, c]:
+        if c2 < n and h[c2].time < h[c].time:
             c = c2
-        if not heap[i, H_TIME, c] < heap[i, H_TIME, k]:
+        if not h[c].time < h[k].time:
             break
-        _swap_nb(heap, i, k, c)
+        _swap_nb(h, k, c)
         k = c
-    ist[i, IS_HEAP_LEN] = n
-    return heap[i, H_TIME, n], heap[i, H_KIND, n], heap[i, H_REQ, n]
+    ist[i].heap_len = n
+    e = h[n]
+    return e.time, e.kind, e.req
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _cluster_less_nb(ch, a, b):
-    if ch[K_TIME, a] != ch[K_TIME, b]:
-        return ch[K_TIME, a] < ch[K_TIME, b]
-    if ch[K_PRIO, a] != ch[K_PRIO, b]:
-        return ch[K_PRIO, a] < ch[K_PRIO, b]
-    return ch[K_SEQ, a] < ch[K_SEQ, b]
+    ea = ch[a]
+    eb = ch[b]
+    if ea.time != eb.time:
+        return ea.time < eb.time
+    if ea.prio != eb.prio:
+        return ea.prio < eb.prio
+    return ea.seq < eb.seq
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _cluster_swap_nb(ch, a, b):
-    for f in range(N_K):
-        t = ch[f, a]
-        ch[f, a] = ch[f, b]
-        ch[f, b] = t
+    ea = ch[a]
+    eb = ch[b]
+    t, p, s, r = ea.time, ea.prio, ea.seq, ea.req
+    ea.time, ea.prio, ea.seq, ea.req = eb.time, eb.prio, eb.seq, eb.req
+    eb.time, eb.prio, eb.seq, eb.req = t, p, s, r
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def cluster_push_nb(ch, n, time, prio, seq, req):
     """Push a control-plane event; (time, priority, sequence) is a total order. Returns new length or -1."""
-    if n >= ch.shape[1]:
+    if n >= ch.shape[0]:
         return -1
-    ch[K_TIME, n] = time
-    ch[K_PRIO, n] = prio
-    ch[K_SEQ, n] = seq
-    ch[3, n] = req
+    e = ch[n]
+    e.time = time
+    e.prio = prio
+    e.seq = seq
+    e.req = req
     j = n
     while j > 0:
         p = (j - 1) // 2
@@ -94,7 +102,7 @@ def cluster_push_nb(ch, n, time, prio, seq, req):
     return n + 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def cluster_pop_nb(ch, length):
     """Pop the minimum; the popped entry is left at index length-1."""
     n = length - 1

@@ -7,6 +7,7 @@ float32 tables. The constant tables come from blis_sweep/go/go_math_rand_tables.
 (Go's BSD licence next to it); the state is one uint64 array: vec[0:607], tap, feed.
 """
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
@@ -128,14 +129,17 @@ def go_length_gauss_nb(state, mean, std, lo, hi, kn, wn, fn):
 
 @njit(cache=True, error_model="numpy")
 def reference_distribution_nb(seed, n_requests, prefix_tokens, prompt, output, max_token_id,
-                              cooked, kn, wn, fn, in_len, out_len, tokens):
+                              cooked, normal, in_len, out_len, tokens):
+    # 11 arguments: the generator's inputs as the reference names them, then three outputs
+    # preallocated by the caller
     """Draw n_requests requests in the reference's order: the shared prefix, then per request its
     prompt length, prompt tokens, output length, output tokens.
 
     Fills in_len/out_len (prefix included in in_len). With an empty `tokens` array it only
     measures; otherwise tokens receives every sequence (input then output) back to back.
-    Returns the total number of tokens.
+    Returns the total number of tokens. `normal` holds the NormFloat64 tables (kn, wn, fn).
     """
+    kn, wn, fn = normal
     state = go_seed_nb(seed, cooked)
     prefix = np.empty(prefix_tokens, dtype=np.int64)
     for k in range(prefix_tokens):
@@ -180,7 +184,13 @@ LENGTH_EXPONENTIAL = 1
 LENGTH_PARETO_LOGNORMAL = 2
 LENGTH_EMPIRICAL = 3
 
-# client columns of spec_client_requests_nb's `samplers` argument (-1: absent)
+# the length samplers of a workload spec (their parameters, one row each; empirical
+# distributions as values/cdf spans per sampler) and the ziggurat tables of Go's
+# NormFloat64 (kn, wn, fn) and ExpFloat64 (ke, we, fe)
+LengthSamplers = namedtuple("LengthSamplers", ("kinds", "fparams", "iparams", "offsets", "values", "cdf"))
+Ziggurats = namedtuple("Ziggurats", ("kn", "wn", "fn", "ke", "we", "fe"))
+
+# client columns of spec_client_requests_nb's `cols` argument (-1: absent)
 CS_INPUT, CS_OUTPUT, CS_TEXT, CS_IMAGE, CS_IMAGE_COUNT, CS_AUDIO, CS_AUDIO_COUNT, CS_VIDEO, CS_VIDEO_COUNT, \
     CS_REASON_RATIO = range(10)
 SPEC_TOO_MANY_DRAWS = -1
@@ -240,8 +250,9 @@ def go_gamma_nb(state, shape, scale, kn, wn, fn):
 
 
 @njit(cache=True, error_model="numpy")
-def spec_iat_nb(state, kind, p0, p1, kn, wn, fn, ke, we, fe):
+def spec_iat_nb(state, kind, p0, p1, zig):
     """One inter-arrival time in µs (>= 1). poisson: p0 = rate/µs; gamma: (shape, scale); weibull: (k, scale)."""
+    kn, wn, fn, ke, we, fe = zig
     if kind == ARRIVAL_GAMMA:
         sample = go_gamma_nb(state, p0, p1, kn, wn, fn)
     elif kind == ARRIVAL_WEIBULL:
@@ -260,8 +271,10 @@ def _rounded_length_nb(val):
 
 
 @njit(cache=True, error_model="numpy")
-def spec_length_nb(state, s, kinds, fparams, iparams, emp_offsets, emp_values, emp_cdf, kn, wn, fn, ke, we, fe):
-    """One draw of length sampler s (the reference's LengthSampler.Sample)."""
+def spec_length_nb(state, s, samplers, zig):
+    """One draw of length sampler s of `samplers` (LengthSamplers; the reference's LengthSampler.Sample)."""
+    kinds, fparams, iparams, emp_offsets, emp_values, emp_cdf = samplers
+    kn, wn, fn, ke, we, fe = zig
     kind = kinds[s]
     if kind == LENGTH_GAUSSIAN:
         lo = iparams[s, 0]
@@ -312,77 +325,86 @@ def _draw_ids_nb(state, tokens, start, count, max_token_id):
 
 
 @njit(cache=True, error_model="numpy")
-def spec_client_requests_nb(seed, arrival_kind, arrival_p0, arrival_p1, horizon, windows, has_lifecycle,
-                            multimodal, samplers, kinds, fparams, iparams, emp_offsets, emp_values, emp_cdf,
-                            max_token_id, max_draws, max_tokens, cooked, kn, wn, fn, ke, we, fe):
+def _spec_input_length_nb(state, multimodal, cols, samplers, zig):
+    """A request's input length: one draw, or for a multimodal client the text length plus the
+    image/audio/video counts and sizes (at least 1)."""
+    if not multimodal:
+        return spec_length_nb(state, cols[CS_INPUT], samplers, zig)
+    total = np.int64(0)
+    if cols[CS_TEXT] >= 0:
+        total += spec_length_nb(state, cols[CS_TEXT], samplers, zig)
+    for size_col in (CS_IMAGE, CS_AUDIO, CS_VIDEO):
+        if cols[size_col] >= 0:
+            count = spec_length_nb(state, cols[size_col + 1], samplers, zig)
+            for _ in range(count):
+                total += spec_length_nb(state, cols[size_col], samplers, zig)
+    return total if total != 0 else np.int64(1)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _in_windows_nb(windows, now):
+    for w in range(windows.shape[0]):
+        if windows[w, 0] <= now < windows[w, 1]:
+            return True
+    return False
+
+
+@njit(cache=True, error_model="numpy")
+def spec_client_requests_nb(seed, arrival, horizon, windows, has_lifecycle, multimodal, cols, samplers, limits,
+                            cooked, zig):
+    # 11 arguments: one client's generation inputs, each a different kind of thing (grouped where they are one)
     """One client's requests as the reference generates them from its own source (seeded with `seed`).
 
+    arrival = (kind, p0, p1) (see spec_iat_nb); cols: the client's sampler per CS_* column of
+    `samplers` (LengthSamplers); limits = (max_token_id, max_draws, max_tokens); zig: Ziggurats.
     Arrivals: draw an inter-arrival time, stop at >= horizon, skip times outside every
     lifecycle window (no other draws). Then input length, output length, input token ids,
-    output token ids; or, for a multimodal client, text length,
-    image/audio/video counts and sizes, the input token ids (at least 1), output length and
-    ids. Returns (status, arrival ticks, input lengths, output lengths, tokens packed
-    input-then-output); status < 0: SPEC_TOO_MANY_DRAWS / _TOKENS / SPEC_NEGATIVE_LENGTH.
+    output token ids; or, for a multimodal client, the input length (_spec_input_length_nb),
+    the input token ids, output length and ids. Returns (status, arrival ticks, input lengths,
+    output lengths, tokens packed input-then-output); status < 0: SPEC_TOO_MANY_DRAWS / _TOKENS /
+    SPEC_NEGATIVE_LENGTH.
     """
+    arrival_kind, arrival_p0, arrival_p1 = arrival
+    max_token_id, max_draws, max_tokens = limits
     state = go_seed_nb(seed, cooked)
-    cap = 64
-    arrivals = np.empty(cap, dtype=np.int64)
-    in_len = np.empty(cap, dtype=np.int64)
-    out_len = np.empty(cap, dtype=np.int64)
+    arrivals = np.empty(64, dtype=np.int64)
+    in_len = np.empty(64, dtype=np.int64)
+    out_len = np.empty(64, dtype=np.int64)
     tokens = np.empty(4096, dtype=np.int64)
     n = 0
     pos = 0
     draws = 0
     now = np.int64(0)
+    status = 0
     while now < horizon:
         draws += 1
         if draws > max_draws:
-            return SPEC_TOO_MANY_DRAWS, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
-        now += spec_iat_nb(state, arrival_kind, arrival_p0, arrival_p1, kn, wn, fn, ke, we, fe)
+            status = SPEC_TOO_MANY_DRAWS
+            break
+        now += spec_iat_nb(state, arrival_kind, arrival_p0, arrival_p1, zig)
         if now >= horizon:
             break
-        if has_lifecycle:
-            active = False
-            for w in range(windows.shape[0]):
-                if windows[w, 0] <= now < windows[w, 1]:
-                    active = True
-                    break
-            if not active:
-                continue
-        if multimodal:
-            total = np.int64(0)
-            if samplers[CS_TEXT] >= 0:
-                total += spec_length_nb(state, samplers[CS_TEXT], kinds, fparams, iparams, emp_offsets,
-                                        emp_values, emp_cdf, kn, wn, fn, ke, we, fe)
-            for size_col in (CS_IMAGE, CS_AUDIO, CS_VIDEO):
-                if samplers[size_col] >= 0:
-                    count = spec_length_nb(state, samplers[size_col + 1], kinds, fparams, iparams, emp_offsets,
-                                           emp_values, emp_cdf, kn, wn, fn, ke, we, fe)
-                    for _ in range(count):
-                        total += spec_length_nb(state, samplers[size_col], kinds, fparams, iparams, emp_offsets,
-                                                emp_values, emp_cdf, kn, wn, fn, ke, we, fe)
-            if total == 0:
-                total = 1
-            n_in = total
-        else:
-            n_in = spec_length_nb(state, samplers[CS_INPUT], kinds, fparams, iparams, emp_offsets, emp_values,
-                                  emp_cdf, kn, wn, fn, ke, we, fe)
+        if has_lifecycle and not _in_windows_nb(windows, now):
+            continue
+        n_in = _spec_input_length_nb(state, multimodal, cols, samplers, zig)
         if n_in < 0:
-            return SPEC_NEGATIVE_LENGTH, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+            status = SPEC_NEGATIVE_LENGTH
+            break
         n_out = np.int64(0)
         if not multimodal:  # both lengths, then both id runs
-            n_out = spec_length_nb(state, samplers[CS_OUTPUT], kinds, fparams, iparams, emp_offsets, emp_values,
-                                   emp_cdf, kn, wn, fn, ke, we, fe)
+            n_out = spec_length_nb(state, cols[CS_OUTPUT], samplers, zig)
         if pos + n_in > max_tokens:
-            return SPEC_TOO_MANY_TOKENS, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+            status = SPEC_TOO_MANY_TOKENS
+            break
         tokens = _draw_ids_nb(state, tokens, pos, n_in, max_token_id)
         if multimodal:  # the output length only after the input ids
-            n_out = spec_length_nb(state, samplers[CS_OUTPUT], kinds, fparams, iparams, emp_offsets, emp_values,
-                                   emp_cdf, kn, wn, fn, ke, we, fe)
+            n_out = spec_length_nb(state, cols[CS_OUTPUT], samplers, zig)
         if n_out < 0:
-            return SPEC_NEGATIVE_LENGTH, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+            status = SPEC_NEGATIVE_LENGTH
+            break
         if pos + n_in + n_out > max_tokens:
-            return SPEC_TOO_MANY_TOKENS, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+            status = SPEC_TOO_MANY_TOKENS
+            break
         tokens = _draw_ids_nb(state, tokens, pos + n_in, n_out, max_token_id)
         arrivals = _grow_nb(arrivals, n + 1)
         in_len = _grow_nb(in_len, n + 1)
@@ -392,7 +414,7 @@ def spec_client_requests_nb(seed, arrival_kind, arrival_p0, arrival_p1, horizon,
         out_len[n] = n_out
         n += 1
         pos += n_in + n_out
-    return 0, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
+    return status, arrivals[:n], in_len[:n], out_len[:n], tokens[:pos]
 
 
 @njit(cache=True, error_model="numpy")

@@ -1,8 +1,9 @@
 """One serving instance: wait queue, continuous batching step, events.
 
-Each function works on instance i of one configuration's working state. The step
-mirrors the reference's Step(): priorities and queue order, batch formation
-(running requests first, then the wait queue), step time, execution, completion.
+Each function works on instance i of one configuration's working state (kernels.state.State
+`st`, its requests `reqs`, its inputs `cfg`). The step mirrors the reference's Step():
+priorities and queue order, batch formation (running requests first, then the wait queue),
+step time, execution, completion.
 """
 import numpy as np
 from numba import njit
@@ -13,52 +14,48 @@ from .kv_cache import (
     store_allocate_nb, store_release_nb, try_append_decode_token_nb,
 )
 from .layout import (
-    CF_ALPHA0, CF_ALPHA1, CF_ALPHA2, CI_LONG_PREFILL, CI_MAX_RUNNING, CI_MAX_SCHED_TOKENS, CI_PRIORITY,
-    CI_ROOFLINE, CI_SCHEDULER, CI_TP, PRIO_INVERTED_SLO, PRIO_SLO_BASED, RF_COMPLETED, RF_HAS_ITL, RF_HAS_TTFT,
-    RF_SCHEDULED, SCHED_FCFS, SCHED_PRIORITY_FCFS, SCHED_REVERSE_PRIORITY, SCHED_SJF,
+    PRIO_INVERTED_SLO, PRIO_SLO_BASED, RF_COMPLETED, RF_HAS_ITL, RF_HAS_TTFT, RF_SCHEDULED, SCHED_FCFS,
+    SCHED_PRIORITY_FCFS, SCHED_REVERSE_PRIORITY, SCHED_SJF,
 )
-from .state import (
-    B_IN_USE, B_NTOK, B_REF, R_LATEST_BLOCK, R_LATEST_NTOK, R_PEND_LEN, R_PEND_START,
-    CS_SL_N, CS_SPAN_BASE, CS_SPAN_N, CS_STATUS, EV_ARRIVAL, EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP,
-    IF_KV_BLOCK_TICKS, IS_COMPLETED, IS_HEAP_LEN, IS_KV_ALLOC_FAILURES, IS_KV_USED, IS_PEAK_KV,
-    IS_CACHE_MISSES, IS_PENDING_TRANSFER, IS_PREEMPTION_HAPPENED, IS_PREEMPTIONS, IS_RB_LEN, IS_TIER_CLOCK,
-    IS_STEP_COUNT, IS_STEP_DECODE_TOKENS,
-    IS_STEP_MISS_TOKENS, IS_STEP_PENDING, IS_TOTAL_INPUT, IS_TOTAL_OUTPUT, IS_WQ_HEAD, IS_WQ_LEN,
-    IS_WQ_SAMPLE_COUNT, IS_WQ_SAMPLE_SUM, R_COMPUTED, R_E2E, R_FIRST_TOKEN, R_FLAGS, R_ITL_SUM,
-    R_NUM_NEW, R_PROGRESS, R_SCHED_DELAY, IS_LAST_ENTRY, R_ITL_SPAN, R_SPANS, SL_INSTANCE, SL_RECORDS,
-    SL_VALUE, SP_END, SP_NEXT, SP_START,
-)
+from .state import EV_PREEMPTION, EV_QUEUED, EV_REQUEST_LEFT, EV_SCHEDULED, EV_STEP
+from .prefetch import prefetch_nb
 from .step_time import blackbox_step_time_nb, roofline_step_time_nb
 
 
 # ---------------------------------------------------------------- wait queue
 @njit(cache=True, error_model="numpy")
 def _wq_recenter_nb(wq, ist, i):
-    head = ist[i, IS_WQ_HEAD]
-    n = ist[i, IS_WQ_LEN]
+    head = ist[i].wq_head
+    n = ist[i].wq_len
     new_head = (wq.shape[1] - n) // 2
     if new_head == head:
         return
-    tmp = wq[i, head:head + n].copy()
-    wq[i, new_head:new_head + n] = tmp
-    ist[i, IS_WQ_HEAD] = new_head
+    # an overlapping move, in the direction that reads each slot before it is overwritten
+    # (no temporary copy: this runs inside the event loop, compiled without reference counting)
+    if new_head < head:
+        for k in range(n):
+            wq[i, new_head + k] = wq[i, head + k]
+    else:
+        for k in range(n - 1, -1, -1):
+            wq[i, new_head + k] = wq[i, head + k]
+    ist[i].wq_head = new_head
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def wq_push_back_nb(wq, ist, i, r):
-    if ist[i, IS_WQ_HEAD] + ist[i, IS_WQ_LEN] >= wq.shape[1]:
+    if ist[i].wq_head + ist[i].wq_len >= wq.shape[1]:
         _wq_recenter_nb(wq, ist, i)
-    wq[i, ist[i, IS_WQ_HEAD] + ist[i, IS_WQ_LEN]] = r
-    ist[i, IS_WQ_LEN] += 1
+    wq[i, ist[i].wq_head + ist[i].wq_len] = r
+    ist[i].wq_len += 1
 
 
 @njit(cache=True, error_model="numpy")
 def wq_push_front_nb(wq, ist, i, r):
-    if ist[i, IS_WQ_HEAD] == 0:
+    if ist[i].wq_head == 0:
         _wq_recenter_nb(wq, ist, i)
-    ist[i, IS_WQ_HEAD] -= 1
-    ist[i, IS_WQ_LEN] += 1
-    wq[i, ist[i, IS_WQ_HEAD]] = r
+    ist[i].wq_head -= 1
+    ist[i].wq_len += 1
+    wq[i, ist[i].wq_head] = r
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -84,8 +81,8 @@ def order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank):
     gives the reference's order; insertion sort is near-linear on an already ordered queue."""
     if scheduler == SCHED_FCFS:
         return
-    head = ist[i, IS_WQ_HEAD]
-    n = ist[i, IS_WQ_LEN]
+    head = ist[i].wq_head
+    n = ist[i].wq_len
     for k in range(head + 1, head + n):
         r = wq[i, k]
         j = k - 1
@@ -96,157 +93,195 @@ def order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank):
 
 
 # ---------------------------------------------------------------- events
-@njit(cache=True, error_model="numpy")
-def push_event_nb(heap, ist, cs, i, time, kind, req):
-    if not heap_push_nb(heap, ist, i, time, kind, req):
-        cs[CS_STATUS] = 1
+@njit(cache=True, error_model="numpy", forceinline=True)
+def push_event_nb(st, i, time, kind, req):
+    if not heap_push_nb(st.heap, st.ist, i, time, kind, req):
+        st.cs.status = 1
         return False
     return True
 
 
-@njit(cache=True, error_model="numpy")
-def on_arrival_nb(heap, ist, cs, cfg_float, c, i, r, now, in_len):
+@njit(cache=True, error_model="numpy", forceinline=True)
+def on_arrival_nb(cfg, st, i, r, now, in_len):
     """Arrival -> queued after the alpha model's queueing delay."""
     delay = 0.0
-    delay += cfg_float[c, CF_ALPHA0]
-    delay += cfg_float[c, CF_ALPHA1] * float(in_len[r])
-    push_event_nb(heap, ist, cs, i, now + int(delay), np.int64(EV_QUEUED), np.int64(r))
+    delay += cfg.alpha0
+    delay += cfg.alpha1 * float(in_len[r])
+    push_event_nb(st, i, now + int(delay), np.int64(EV_QUEUED), np.int64(r))
 
 
-@njit(cache=True, error_model="numpy")
-def on_queued_nb(heap, wq, ist, cs, i, r, now, in_len):
-    wq_push_back_nb(wq, ist, i, r)
-    ist[i, IS_TOTAL_INPUT] += in_len[r]
-    if ist[i, IS_STEP_PENDING] == 0:
+@njit(cache=True, error_model="numpy", forceinline=True)
+def on_queued_nb(st, i, r, now, in_len):
+    ist = st.ist
+    wq_push_back_nb(st.wq, ist, i, r)
+    ist[i].total_input += in_len[r]
+    if ist[i].step_pending == 0:
         # the reference starts a step but does not mark one pending here
-        push_event_nb(heap, ist, cs, i, now, np.int64(EV_STEP), np.int64(-1))
+        push_event_nb(st, i, now, np.int64(EV_STEP), np.int64(-1))
 
 
 # ---------------------------------------------------------------- step
 @njit(cache=True, error_model="numpy")
-def _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
-                i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, lookup_ids, spans):
+def _preempt_nb(st, reqs, i, r, now, n_new, block_size):
     """Allocate for r, evicting from the batch tail until it fits (reference preempt())."""
+    ist, rq, rb, cs = st.ist, st.rq, st.rb, st.cs
     while True:
-        if store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
-                             i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
-                             rq[r, R_PROGRESS], rq[r, R_PROGRESS] + n_new, lookup_ids, np.int64(0), lookup_ids):
+        if store_allocate_nb(st, reqs, i, r, block_size, rq[r].progress, rq[r].progress + n_new,
+                             st.lookup_ids, np.int64(0)):
             return True
-        if cs[CS_STATUS] != 0:
+        if cs.status != 0:
             return False
-        if ist[i, IS_RB_LEN] == 0:
+        if ist[i].rb_len == 0:
             return False
-        ist[i, IS_PREEMPTION_HAPPENED] = 1
-        ist[i, IS_PREEMPTIONS] += 1
-        ist[i, IS_RB_LEN] -= 1
-        victim = rb[i, ist[i, IS_RB_LEN]]
-        if not _close_itl_span_nb(ist, rq, cs, spans, i, victim):
+        ist[i].preemption_happened = 1
+        ist[i].preemptions += 1
+        ist[i].rb_len -= 1
+        victim = rb[i, ist[i].rb_len]
+        if not _close_itl_span_nb(st, i, victim):
             return False
-        push_event_nb(heap, ist, cs, i, now, np.int64(EV_PREEMPTION), np.int64(victim))
-        rq[victim, R_PROGRESS] = 0
-        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash, i, victim)
-        wq_push_front_nb(wq, ist, i, victim)
+        push_event_nb(st, i, now, np.int64(EV_PREEMPTION), np.int64(victim))
+        rq[victim].progress = 0
+        store_release_nb(st, i, victim)
+        wq_push_front_nb(st.wq, ist, i, victim)
         if victim == r:
             return False
 
 
 @njit(cache=True, error_model="numpy")
-def _close_itl_span_nb(ist, rq, cs, spans, i, r):
+def _close_itl_span_nb(st, i, r):
     """Keep r's current span of inter-token latencies (it decoded in every step of instance i
     since it began, up to the instance's latest entry) on its list; False when the list is full."""
-    start = rq[r, R_ITL_SPAN]
+    rq, cs, spans = st.rq, st.cs, st.spans
+    start = rq[r].itl_span
     if start < 0:
         return True
-    k = cs[CS_SPAN_N]
-    if k >= spans.shape[1]:
-        cs[CS_STATUS] = 1
+    k = cs.span_len
+    if k >= spans.shape[0]:
+        cs.status = 1
         return False
-    spans[SP_START, k] = start
-    spans[SP_END, k] = ist[i, IS_LAST_ENTRY]
-    spans[SP_NEXT, k] = rq[r, R_SPANS]
-    rq[r, R_SPANS] = k
-    cs[CS_SPAN_N] = k + 1
-    rq[r, R_ITL_SPAN] = -1
+    span = spans[k]
+    span.start = start
+    span.end = st.ist[i].last_entry
+    span.next = rq[r].spans
+    rq[r].spans = k
+    cs.span_len = k + 1
+    rq[r].itl_span = -1
     return True
 
 
+@njit(cache=True, error_model="numpy")
+def _decode_new_block_nb(st, reqs, i, r, now, n_new, block_size):
+    """KV for a decode token that opens a new block; False when the batch cannot continue."""
+    # In decode the reference pops one free block without a free-count check; when one
+    # is there, do just that here.
+    ist, rq, blocks, cs = st.ist, st.rq, st.blocks, st.cs
+    b = pop_free_block_nb(blocks, st.ht_key, st.ht_val, ist, cs, i)
+    if b != -1:
+        blk = blocks[i, b]
+        blk.ntok = 1
+        blk.ref = 1
+        blk.in_use = 1
+        ist[i].kv_used += 1
+        ist[i].cache_misses += 1
+        if not list_append_nb(rq, st.nodes, cs, r, b):
+            return False
+        commit_pending_hash_nb(rq, st.chash, r, reqs.prefix_hash, reqs.seq_off[r], reqs.pow_table)
+        req = rq[r]
+        req.pend_start = req.progress
+        req.pend_len = 1
+        # when this block fills, its hash reads these two prefix hashes: cache misses on a
+        # large workload unless asked for now, block_size steps ahead
+        prefetch_nb(reqs.prefix_hash, reqs.seq_off[r] + req.progress)
+        prefetch_nb(reqs.prefix_hash, reqs.seq_off[r] + req.progress + block_size)
+        req.latest_block = b
+        req.latest_ntok = 1
+        return True
+    # no free block: the full path (CPU-tier reload, or preemption)
+    return cs.status == 0 and _preempt_nb(st, reqs, i, r, now, n_new, block_size)
+
+
 @njit(cache=True, error_model="numpy", inline="always")
-def _schedule_running_nb(cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes,
-                         cs, chash, i, now, in_len, out_len, ph, seq_off, pow_table, n_snap,
-                         budget, lookup_ids, spans):
+def _schedule_running_nb(cfg, st, reqs, i, now, n_snap, budget):
     """First half of makeRunningBatch: budget and KV for the requests already running.
 
-    Kept small and separate so the per-token decode path compiles tightly.
+    The per-token path uses only arrays taken out of `st` and `reqs` up front.
     Returns (remaining budget, decode tokens scheduled)."""
-    block_size = cfg_int[c, 1]
-    threshold = cfg_int[c, CI_LONG_PREFILL]
+    ist, rq, rb, blocks, ht_key, ht_val, chash = st.ist, st.rq, st.rb, st.blocks, st.ht_key, st.ht_val, st.chash
+    in_len, out_len, seq_off, ph, pow_table = reqs.in_len, reqs.out_len, reqs.seq_off, reqs.prefix_hash, reqs.pow_table
+    block_size = cfg.block_size
+    threshold = cfg.long_prefill_token_threshold
     decode_tokens = 0
     for k in range(n_snap):
         r = rb[i, k]
         if budget <= 0:
             break
-        n_new = in_len[r] - rq[r, R_PROGRESS]
+        req = rq[r]
+        n_new = in_len[r] - req.progress
         if n_new > 0:
             if 0 < threshold < n_new:
                 n_new = threshold
             n_new = min(n_new, budget)
-            if not _preempt_nb(heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs,
-                               chash, i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size,
-                               lookup_ids, spans):
+            if not _preempt_nb(st, reqs, i, r, now, n_new, block_size):
                 break
             budget -= n_new
-            ist[i, IS_STEP_MISS_TOKENS] += n_new
-            rq[r, R_NUM_NEW] = n_new
-            rq[r, R_COMPUTED] += n_new
-        if rq[r, R_PROGRESS] >= in_len[r] and out_len[r] > 0:
-            # the token fits in the request's partial last block (the common case)
-            if try_append_decode_token_nb(blk, bhash, ht_key, ht_val, rq, chash, i, r, ph, seq_off[r],
-                                          rq[r, R_PROGRESS], pow_table, block_size):
-                pass
-            else:
-                # The token opens a new block. In decode the reference pops one free block
-                # without a free-count check; when one is there, do just that here.
-                b = pop_free_block_nb(blk, bhash, ht_key, ht_val, ist, cs, i)
-                if b != -1:
-                    blk[i, B_NTOK, b] = 1
-                    blk[i, B_REF, b] = 1
-                    blk[i, B_IN_USE, b] = 1
-                    ist[i, IS_KV_USED] += 1
-                    ist[i, IS_CACHE_MISSES] += 1
-                    if not list_append_nb(rq, nodes, cs, r, b):
-                        break
-                    commit_pending_hash_nb(rq, chash, r, ph, seq_off[r], pow_table)
-                    rq[r, R_PEND_START] = rq[r, R_PROGRESS]
-                    rq[r, R_PEND_LEN] = 1
-                    rq[r, R_LATEST_BLOCK] = b
-                    rq[r, R_LATEST_NTOK] = 1
-                elif cs[CS_STATUS] != 0 or not _preempt_nb(
-                        heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
-                        i, r, now, n_new, ph, seq_off, in_len, pow_table, block_size, lookup_ids, spans):
-                    # no free block: the full path (CPU-tier reload, or preemption)
+            ist[i].step_miss_tokens += n_new
+            req.num_new = n_new
+            req.computed += n_new
+        if req.progress >= in_len[r] and out_len[r] > 0:
+            # the token fits in the request's partial last block (the common case), or opens one
+            if not try_append_decode_token_nb(blocks, ht_key, ht_val, rq, chash, i, r, ph, seq_off[r], req.progress,
+                                              pow_table, block_size):
+                if not _decode_new_block_nb(st, reqs, i, r, now, n_new, block_size):
                     break
             budget -= 1
-            rq[r, R_NUM_NEW] = 1
+            req.num_new = 1
             decode_tokens += 1
-            rq[r, R_COMPUTED] += 1
+            req.computed += 1
     return budget, decode_tokens
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist, ifl, rq, prio, nodes,
-            cs, chash, slog, i, now, arrival, in_len, out_len, ph, seq_off,
-            id_rank, pow_table, cached_ids, lookup_ids, memo_ids):
-    """One reference Step() at time `now` on instance i."""
-    ist[i, IS_STEP_COUNT] += 1
-    ist[i, IS_TIER_CLOCK] = now
-    ist[i, IS_STEP_MISS_TOKENS] = 0
-    ist[i, IS_STEP_DECODE_TOKENS] = 0
+def _schedule_waiting_nb(cfg, st, reqs, i, now, budget):
+    """Second half of makeRunningBatch: move requests from the wait queue into the batch."""
+    ist, rq, wq, rb = st.ist, st.rq, st.wq, st.rb
+    in_len, arrival = reqs.in_len, reqs.arrival
+    cached_ids = st.cached_ids
+    block_size = cfg.block_size
+    threshold = cfg.long_prefill_token_threshold
+    max_running = cfg.max_running_reqs
+    while (ist[i].rb_len < max_running and ist[i].wq_len > 0 and budget > 0
+           and ist[i].preemption_happened == 0):
+        r = wq[i, ist[i].wq_head]
+        n_cached = lookup_cached_blocks_memo_nb(st, reqs, i, r, block_size, cached_ids)
+        n_new = in_len[r] - n_cached * block_size
+        if 0 < threshold < n_new:
+            n_new = threshold
+        n_new = min(n_new, budget)
+        start = n_cached * block_size
+        if not store_allocate_nb(st, reqs, i, r, block_size, start, start + n_new, cached_ids, n_cached):
+            break
+        ist[i].wq_head += 1
+        ist[i].wq_len -= 1
+        rb[i, ist[i].rb_len] = r
+        ist[i].rb_len += 1
+        push_event_nb(st, i, now, np.int64(EV_SCHEDULED), np.int64(r))
+        rq[r].sched_delay = now - arrival[r]
+        rq[r].flag_bits |= RF_SCHEDULED
+        budget -= n_new
+        ist[i].step_miss_tokens += n_new
+        rq[r].num_new = n_new
+        rq[r].computed = n_new + start
 
-    policy = cfg_int[c, CI_PRIORITY]
-    scheduler = cfg_int[c, CI_SCHEDULER]
-    head = ist[i, IS_WQ_HEAD]
-    # priorities are observable only through the priority-ordering schedulers
-    n_prioritized = ist[i, IS_WQ_LEN] if scheduler == SCHED_PRIORITY_FCFS or scheduler == SCHED_REVERSE_PRIORITY else 0
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _order_queue_nb(cfg, st, reqs, i, now):
+    """Priorities (observable only through the priority-ordering schedulers), then queue order."""
+    ist, wq, prio = st.ist, st.wq, st.prio
+    arrival = reqs.arrival
+    policy = cfg.priority_policy
+    scheduler = cfg.scheduler
+    head = ist[i].wq_head
+    n_prioritized = ist[i].wq_len if scheduler == SCHED_PRIORITY_FCFS or scheduler == SCHED_REVERSE_PRIORITY else 0
     for k in range(head, head + n_prioritized):
         r = wq[i, k]
         age = float(now - arrival[r])
@@ -257,139 +292,145 @@ def step_nb(cfg_int, cfg_float, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ist
         else:
             prio[r] = 0.0
     if scheduler != SCHED_FCFS:
-        order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, in_len, id_rank)
+        order_wait_queue_nb(wq, ist, i, scheduler, prio, arrival, reqs.in_len, reqs.id_rank)
 
-    # ---- the reference's makeRunningBatch (kept in this function: calls with this many
-    # arrays cost more than the work for a small batch)
-    block_size = cfg_int[c, 1]
-    threshold = cfg_int[c, CI_LONG_PREFILL]
-    ist[i, IS_PREEMPTION_HAPPENED] = 0
-    budget = cfg_int[c, CI_MAX_SCHED_TOKENS]
-    # Go ranges over the batch as it was when the loop began: requests evicted from
-    # the tail during this loop are still visited afterwards. Eviction only shortens
-    # the batch and nothing is appended during the loop, so rb[i, :n_snap] still holds
-    # exactly that slice.
-    n_snap = ist[i, IS_RB_LEN]
-    if n_snap > 0:
-        budget, decode_tokens = _schedule_running_nb(
-            cfg_int, c, heap, wq, rb, blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
-            i, now, in_len, out_len, ph, seq_off, pow_table, n_snap, budget, lookup_ids, slog)
-        ist[i, IS_STEP_DECODE_TOKENS] += decode_tokens
-    if cs[CS_STATUS] != 0:
-        return
-    max_running = cfg_int[c, CI_MAX_RUNNING]
-    while (ist[i, IS_RB_LEN] < max_running and ist[i, IS_WQ_LEN] > 0 and budget > 0
-           and ist[i, IS_PREEMPTION_HAPPENED] == 0):
-        r = wq[i, ist[i, IS_WQ_HEAD]]
-        n_cached = lookup_cached_blocks_memo_nb(ht_key, ht_val, ist, i, r, ph, seq_off[r], in_len[r], block_size,
-                                                cached_ids, memo_ids)
-        n_new = in_len[r] - n_cached * block_size
-        if 0 < threshold < n_new:
-            n_new = threshold
-        n_new = min(n_new, budget)
-        start = n_cached * block_size
-        if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
-                                 i, r, ph, seq_off[r], in_len[r], pow_table, block_size,
-                                 start, start + n_new, cached_ids, n_cached, lookup_ids):
-            break
-        ist[i, IS_WQ_HEAD] += 1
-        ist[i, IS_WQ_LEN] -= 1
-        rb[i, ist[i, IS_RB_LEN]] = r
-        ist[i, IS_RB_LEN] += 1
-        push_event_nb(heap, ist, cs, i, now, np.int64(EV_SCHEDULED), np.int64(r))
-        rq[r, R_SCHED_DELAY] = now - arrival[r]
-        rq[r, R_FLAGS] |= RF_SCHEDULED
-        budget -= n_new
-        ist[i, IS_STEP_MISS_TOKENS] += n_new
-        rq[r, R_NUM_NEW] = n_new
-        rq[r, R_COMPUTED] = n_new + start
-    if cs[CS_STATUS] != 0:
-        return
 
-    ist[i, IS_WQ_SAMPLE_SUM] += ist[i, IS_WQ_LEN]
-    ist[i, IS_WQ_SAMPLE_COUNT] += 1
-
-    n_batch = ist[i, IS_RB_LEN]
-    if cfg_int[c, CI_ROOFLINE] != 0:
-        advance = roofline_step_time_nb(cfg_float, c, cfg_int[c, CI_TP], rb[i], n_batch,
-                                        rq[:, R_PROGRESS], rq[:, R_NUM_NEW], in_len)
+@njit(cache=True, error_model="numpy", inline="always")
+def _step_time_nb(cfg, st, reqs, i):
+    """The step's duration: the model's time for the batch plus CPU->GPU reloads made while
+    forming it (query-and-clear, as the reference)."""
+    ist = st.ist
+    if cfg.roofline != 0:
+        advance = roofline_step_time_nb(cfg, st.rb[i], ist[i].rb_len, st.rq, reqs.in_len)
     else:
-        advance = blackbox_step_time_nb(cfg_float, c, ist[i, IS_STEP_MISS_TOKENS], ist[i, IS_STEP_DECODE_TOKENS])
-    # CPU->GPU reloads made while forming this batch (query-and-clear, as the reference)
-    advance += ist[i, IS_PENDING_TRANSFER]
-    ist[i, IS_PENDING_TRANSFER] = 0
-    token_time = advance + int(cfg_float[c, CF_ALPHA2])
+        advance = blackbox_step_time_nb(cfg, ist[i].step_miss_tokens, ist[i].step_decode_tokens)
+    advance += ist[i].pending_transfer
+    ist[i].pending_transfer = 0
+    return advance
 
-    # The reference executes the whole batch, then completes requests in a second pass;
-    # neither pass affects the other's outcome (execution does not touch the KV cache),
-    # so one fused pass does both. KV usage is sampled before any completion frees blocks.
-    used = ist[i, IS_KV_USED]
-    if used > ist[i, IS_PEAK_KV]:
-        ist[i, IS_PEAK_KV] = used
-    ifl[i, IF_KV_BLOCK_TICKS] += float(used) * float(advance)
 
-    block_size = cfg_int[c, 1]
+@njit(cache=True, error_model="numpy")
+def _complete_nb(cfg, st, reqs, i, r, now, advance, progress):
+    """Request r emitted its last token: its final KV write, release, and the completion event.
+    False when working memory ran out."""
+    ist, rq = st.ist, st.rq
+    if reqs.out_len[r] > 0 and not try_append_decode_token_nb(
+            st.blocks, st.ht_key, st.ht_val, rq, st.chash, i, r, reqs.prefix_hash, reqs.seq_off[r], progress,
+            reqs.pow_table, cfg.block_size):
+        if not store_allocate_nb(st, reqs, i, r, cfg.block_size, progress, progress + 1, st.lookup_ids,
+                                 np.int64(0)):
+            if st.cs.status != 0:
+                return False
+            # reference fix 1: the request still completes
+            ist[i].kv_alloc_failures += 1
+    store_release_nb(st, i, r)
+    ist[i].completed += 1
+    push_event_nb(st, i, now + advance, np.int64(EV_REQUEST_LEFT), np.int64(r))
+    rq[r].e2e = rq[r].first_token + rq[r].itl_sum
+    rq[r].flag_bits |= RF_COMPLETED
+    return True
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _execute_nb(cfg, st, reqs, i, now, advance):
+    """Execute the batch and complete finished requests, then log the step's inter-token latency.
+
+    The reference executes the whole batch, then completes requests in a second pass;
+    neither pass affects the other's outcome (execution does not touch the KV cache),
+    so one fused pass does both."""
+    ist, rq, rb, cs, step_log = st.ist, st.rq, st.rb, st.cs, st.step_log
+    in_len, out_len, arrival = reqs.in_len, reqs.out_len, reqs.arrival
+    token_time = advance + int(cfg.alpha2)
     # this step's inter-token latencies all equal token_time: one step-log entry counts them
-    entry = cs[CS_SL_N]
+    entry = cs.log_len
     n_records = 0
     n_out = 0
     n_left = 0
-    for k in range(n_batch):
+    for k in range(ist[i].rb_len):
         r = rb[i, k]
+        req = rq[r]
         # execution: every request in the batch advances, scheduled this step or not
-        progress = rq[r, R_PROGRESS]
+        progress = req.progress
         n_in = in_len[r]
         if progress < n_in:
-            progress = rq[r, R_COMPUTED]
+            progress = req.computed
         else:
             progress += 1
             n_out += 1
             n_records += 1
-            rq[r, R_ITL_SUM] += token_time
-            if rq[r, R_ITL_SPAN] < 0:
-                rq[r, R_ITL_SPAN] = entry
+            req.itl_sum += token_time
+            if req.itl_span < 0:
+                req.itl_span = entry
             if progress == n_in + 1:
                 # first decode step since the (last) prefill; the mark is sticky
-                rq[r, R_FLAGS] |= RF_HAS_ITL
-        rq[r, R_PROGRESS] = progress
+                req.flag_bits |= RF_HAS_ITL
+        req.progress = progress
         if progress == n_in:
-            rq[r, R_FLAGS] |= RF_HAS_TTFT
-            rq[r, R_FIRST_TOKEN] = now + token_time - arrival[r]
-        # completion
+            req.flag_bits |= RF_HAS_TTFT
+            req.first_token = now + token_time - arrival[r]
         if progress != n_in + max(out_len[r], 1) - 1:
             rb[i, n_left] = r
             n_left += 1
             continue
         n_records += 1
-        rq[r, R_ITL_SUM] += token_time
-        if out_len[r] > 0 and not try_append_decode_token_nb(
-                blk, bhash, ht_key, ht_val, rq, chash, i, r, ph, seq_off[r],
-                progress, pow_table, block_size):
-            if not store_allocate_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash,
-                                     i, r, ph, seq_off[r], n_in, pow_table, block_size,
-                                     progress, progress + 1, lookup_ids, np.int64(0), lookup_ids):
-                if cs[CS_STATUS] != 0:
-                    return
-                # reference fix 1: the request still completes
-                ist[i, IS_KV_ALLOC_FAILURES] += 1
-        store_release_nb(blk, bhash, ht_key, ht_val, ifl, ist, rq, nodes, cs, chash, i, r)
-        ist[i, IS_COMPLETED] += 1
-        push_event_nb(heap, ist, cs, i, now + advance, np.int64(EV_REQUEST_LEFT), np.int64(r))
-        rq[r, R_E2E] = rq[r, R_FIRST_TOKEN] + rq[r, R_ITL_SUM]
-        rq[r, R_FLAGS] |= RF_COMPLETED
-    if n_records > 0:
-        if entry >= cs[CS_SPAN_BASE]:
-            cs[CS_STATUS] = 1
+        req.itl_sum += token_time
+        if not _complete_nb(cfg, st, reqs, i, r, now, advance, progress):
             return
-        slog[SL_VALUE, entry] = token_time
-        slog[SL_INSTANCE, entry] = i
-        slog[SL_RECORDS, entry] = n_records
-        cs[CS_SL_N] = entry + 1
-        ist[i, IS_LAST_ENTRY] = entry
-    ist[i, IS_TOTAL_OUTPUT] += n_out
-    ist[i, IS_RB_LEN] = n_left
-    if n_left > 0:
-        push_event_nb(heap, ist, cs, i, now + advance, np.int64(EV_STEP), np.int64(-1))
-        ist[i, IS_STEP_PENDING] = 1
+    if n_records > 0:
+        if entry >= step_log.shape[0]:
+            cs.status = 1
+            return
+        e = step_log[entry]
+        e.value = token_time
+        e.instance = i
+        e.records = n_records
+        cs.log_len = entry + 1
+        ist[i].last_entry = entry
+    ist[i].total_output += n_out
+    ist[i].rb_len = n_left
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def step_nb(cfg, st, reqs, i, now):
+    """One reference Step() at time `now` on instance i."""
+    ist, cs = st.ist, st.cs
+    inst = ist[i]
+    inst.step_count += 1
+    inst.tier_clock = now
+    inst.step_miss_tokens = 0
+    inst.step_decode_tokens = 0
+    _order_queue_nb(cfg, st, reqs, i, now)
+
+    # ---- the reference's makeRunningBatch
+    inst.preemption_happened = 0
+    budget = cfg.max_scheduled_tokens
+    # Go ranges over the batch as it was when the loop began: requests evicted from
+    # the tail during this loop are still visited afterwards. Eviction only shortens
+    # the batch and nothing is appended during the loop, so rb[i, :n_snap] still holds
+    # exactly that slice.
+    n_snap = inst.rb_len
+    if n_snap > 0:
+        budget, decode_tokens = _schedule_running_nb(cfg, st, reqs, i, now, n_snap, budget)
+        inst.step_decode_tokens += decode_tokens
+    if cs.status != 0:
+        return
+    _schedule_waiting_nb(cfg, st, reqs, i, now, budget)
+    if cs.status != 0:
+        return
+    inst.wq_sample_sum += inst.wq_len
+    inst.wq_sample_count += 1
+
+    advance = _step_time_nb(cfg, st, reqs, i)
+    # KV usage is sampled before any completion frees blocks
+    used = inst.kv_used
+    if used > inst.peak_kv:
+        inst.peak_kv = used
+    inst.kv_block_ticks += float(used) * float(advance)
+    _execute_nb(cfg, st, reqs, i, now, advance)
+    if cs.status != 0:
+        return
+    if inst.rb_len > 0:
+        push_event_nb(st, i, now + advance, np.int64(EV_STEP), np.int64(-1))
+        inst.step_pending = 1
     else:
-        ist[i, IS_STEP_PENDING] = 0
+        inst.step_pending = 0

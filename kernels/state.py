@@ -1,83 +1,89 @@
-"""Field indices of the kernel's working state (one set of arrays per configuration).
+"""The kernel's working state (one set per configuration): record dtypes and the tuples that group them.
 
 Instance-level state carries a leading instance axis, so a configuration with N
 instances is the same code with N rows. Request-level state is per configuration
-(a request lives on at most one instance).
+(a request lives on at most one instance). Adding a state field means adding it to
+its dtype here and using it where it matters; allocation and sizing follow the dtype.
+
+Functions receive the working arrays grouped in the named tuples below (built once per
+configuration) and take out the ones they use on their first lines: a local array is as
+fast as a plain argument, while attribute access inside a loop is not.
 """
+from collections import namedtuple
 
-# ---- instance scalars: ist[i, IS_*]
-IS_CLOCK = 0
-IS_HEAP_LEN = 1
-IS_WQ_HEAD = 2
-IS_WQ_LEN = 3
-IS_RB_LEN = 4
-IS_STEP_PENDING = 5  # the reference's stepEvent != nil
-IS_STEP_COUNT = 6
-IS_KV_TOTAL = 7
-IS_KV_USED = 8
-IS_KV_TOUCHED = 9  # blocks [touched, total) were never popped: the implicit head of the free list
-IS_FREE_HEAD = 10  # explicit part of the free list (blocks released at least once)
-IS_FREE_TAIL = 11
-IS_CACHE_HITS = 12
-IS_CACHE_MISSES = 13
-IS_PREEMPTION_HAPPENED = 14
-IS_PREEMPTIONS = 15
-IS_COMPLETED = 16
-IS_TOTAL_INPUT = 17
-IS_TOTAL_OUTPUT = 18
-IS_PEAK_KV = 19
-IS_WQ_SAMPLE_SUM = 20
-IS_WQ_SAMPLE_COUNT = 21
-IS_KV_ALLOC_FAILURES = 22
-IS_STEP_MISS_TOKENS = 23  # regression features of the current step
-IS_STEP_DECODE_TOKENS = 24
-IS_CLOCK_REGRESSIONS = 25
-# CPU tier of a tiered KV cache (inactive when IS_CPU_CAPACITY == 0)
-IS_CPU_CAPACITY = 26
-IS_CPU_USED = 27  # the reference's counter (it can exceed the entries held: re-offloads overwrite)
-IS_CPU_ENTRIES = 28
-IS_PENDING_TRANSFER = 29
-IS_OFFLOADS = 30
-IS_CPU_HITS = 31
-IS_CPU_MISSES = 32
-IS_THRASHING = 33
-IS_TIER_CLOCK = 34
-IS_TRANSFER_BASE_LATENCY = 35
-# memo of the last prefix-cache lookup (request, map version, blocks found)
-IS_MEMO_REQ = 36
-IS_MEMO_VERSION = 37
-IS_MEMO_COUNT = 38
-IS_LAST_ENTRY = 39  # the instance's latest entry in the step log (-1: none yet)
-N_IS = 40
+import numpy as np
 
-# ---- instance floats: ifl[i, IF_*]
-IF_KV_BLOCK_TICKS = 0
-IF_OFFLOAD_THRESHOLD = 1
-IF_TRANSFER_BANDWIDTH = 2
-N_IF = 3
+from .layout import records
 
-# ---- block fields: blk[i, B_*, block]
-B_REF = 0
-B_NTOK = 1
-B_PREV = 2
-B_NEXT = 3
-B_IN_USE = 4
-B_HASHED = 5
-B_CPU_VALID = 6  # an offloaded copy of this GPU block is held on the CPU tier
-B_CPU_TIME = 7
-B_CPU_NTOK = 8
-N_B = 9
+_I = np.int64
+_F = np.float64
 
-# ---- block hashes: bhash[i, BH_*, block]
-BH_GPU = 0
-BH_CPU = 1
+# ---- one instance: ist[i]
+instance_dt = records([
+    ("clock", _I),
+    ("heap_len", _I),
+    ("wq_head", _I),
+    ("wq_len", _I),
+    ("rb_len", _I),
+    ("step_pending", _I),  # the reference's stepEvent != nil
+    ("step_count", _I),
+    ("kv_total", _I),
+    ("kv_used", _I),
+    ("kv_touched", _I),  # blocks [touched, total) were never popped: the implicit head of the free list
+    ("free_head", _I),  # explicit part of the free list (blocks released at least once)
+    ("free_tail", _I),
+    ("cache_hits", _I),
+    ("cache_misses", _I),
+    ("preemption_happened", _I),
+    ("preemptions", _I),
+    ("completed", _I),
+    ("total_input", _I),
+    ("total_output", _I),
+    ("peak_kv", _I),
+    ("wq_sample_sum", _I),
+    ("wq_sample_count", _I),
+    ("kv_alloc_failures", _I),
+    ("step_miss_tokens", _I),  # regression features of the current step
+    ("step_decode_tokens", _I),
+    ("clock_regressions", _I),
+    # CPU tier of a tiered KV cache (inactive when cpu_capacity == 0)
+    ("cpu_capacity", _I),
+    ("cpu_used", _I),  # the reference's counter (it can exceed the entries held: re-offloads overwrite)
+    ("cpu_entries", _I),
+    ("pending_transfer", _I),
+    ("offloads", _I),
+    ("cpu_hits", _I),
+    ("cpu_misses", _I),
+    ("thrashing", _I),
+    ("tier_clock", _I),
+    ("transfer_base_latency", _I),
+    # memo of the last prefix-cache lookup (request, map version, blocks found)
+    ("memo_req", _I),
+    ("memo_version", _I),
+    ("memo_count", _I),
+    ("last_entry", _I),  # the instance's latest entry in the step log (-1: none yet)
+    ("kv_block_ticks", _F),
+    ("offload_threshold", _F),
+    ("transfer_bandwidth", _F),
+])
 
-# ---- event heap fields: heap[i, H_*, slot]
-H_TIME = 0
-H_KIND = 1
-H_REQ = 2
-N_H = 3
+# ---- one KV block of one instance: blocks[i, b]
+block_dt = records([
+    ("ref", _I),
+    ("ntok", _I),
+    ("prev", _I),  # free-list links
+    ("next", _I),
+    ("in_use", _I),
+    ("hashed", _I),
+    ("cpu_valid", _I),  # an offloaded copy of this GPU block is held on the CPU tier
+    ("cpu_time", _I),
+    ("cpu_ntok", _I),
+    ("hash", np.uint64),  # the prefix hash it closes (when hashed)
+    ("cpu_hash", np.uint64),
+])
 
+# ---- instance event heap entries: heap[i, slot]
+event_dt = records([("time", _I), ("kind", _I), ("req", _I)])
 EV_ARRIVAL = 0
 EV_QUEUED = 1
 EV_STEP = 2
@@ -85,73 +91,81 @@ EV_SCHEDULED = 3
 EV_PREEMPTION = 4
 EV_REQUEST_LEFT = 5
 
-# ---- cluster event heap: cheap[K_*, slot]; kinds are the reference's priorities
-K_TIME = 0
-K_PRIO = 1
-K_SEQ = 2
-K_REQ = 3
-N_K = 4
+# ---- cluster event heap entries: cheap[slot]; kinds are the reference's priorities
+cluster_event_dt = records([("time", _I), ("prio", _I), ("seq", _I), ("req", _I)])
 CEV_ARRIVAL = 0
 CEV_ADMISSION = 1
 CEV_ROUTING = 2
 
-# ---- request ints: rq[r, R_*]; the fields touched for every decode token come first,
-# so that they share one cache line (rows are padded to 16 fields = 128 bytes)
-R_PROGRESS = 0
-R_COMPUTED = 1  # the reference's reqNumComputedTokens
-R_NUM_NEW = 2
-# copies of the request's last block id and its token count, so that the per-token
-# decode path reads one request row instead of chasing node -> block (kept in sync
-# by kv_cache.allocate_blocks_nb and release_blocks_nb)
-R_LATEST_NTOK = 3
-R_LATEST_BLOCK = 4
-# decode tokens appended since the request's concatenated-block hash was last brought up
-# to date: positions [R_PEND_START, R_PEND_START + R_PEND_LEN) of its sequence
-R_PEND_START = 5
-R_PEND_LEN = 6
-R_ITL_SUM = 7
-R_FLAGS = 8
-R_FIRST_TOKEN = 9  # relative to arrival, like the reference's FirstTokenTime
-R_SCHED_DELAY = 10
-R_INSTANCE = 11
-R_MAP_LAST = 12  # last node of the request's block list, -1 when the map has no entry
-R_E2E = 13
-# inter-token latencies are logged per step (see SL_*): a request records one in every step
-# of its instance while it decodes, so its records are spans of that instance's entries
-R_ITL_SPAN = 14  # step-log entry where its current span began (-1: not decoding)
-R_SPANS = 15  # head of its list of spans closed by preemption (-1: none)
-N_R = 16
+# ---- one request: rq[r]. The fields touched for every decode token come first, so that
+# they share one cache line (16 fields = 128 bytes)
+request_dt = records([
+    ("progress", _I),
+    ("computed", _I),  # the reference's reqNumComputedTokens
+    ("num_new", _I),
+    # copies of the request's last block id and its token count, so that the per-token
+    # decode path reads one request row instead of chasing node -> block (kept in sync
+    # by kv_cache.allocate_blocks_nb and release_blocks_nb)
+    ("latest_ntok", _I),
+    ("latest_block", _I),
+    # decode tokens appended since the request's concatenated-block hash was last brought up
+    # to date: positions [pend_start, pend_start + pend_len) of its sequence
+    ("pend_start", _I),
+    ("pend_len", _I),
+    ("itl_sum", _I),
+    ("flag_bits", _I),  # RF_* (not `flags`: numpy scalars have an attribute of that name)
+    ("first_token", _I),  # relative to arrival, like the reference's FirstTokenTime
+    ("sched_delay", _I),
+    ("instance", _I),
+    ("map_last", _I),  # last node of the request's block list, -1 when the map has no entry
+    ("e2e", _I),
+    # inter-token latencies are logged per step (see step_dt): a request records one in every
+    # step of its instance while it decodes, so its records are spans of that instance's entries
+    ("itl_span", _I),  # step-log entry where its current span began (-1: not decoding)
+    ("spans", _I),  # head of its list of spans closed by preemption (-1: none)
+])
 
-# ---- configuration scalars: cs[CS_*]
-CS_NODE_FREE = 0
-CS_NODE_TOP = 1
-CS_SL_N = 2  # entries in the step log
-CS_STATUS = 3
-CS_CLOCK = 4
-CS_SEQ = 5
-CS_RR_COUNTER = 6
-CS_REJECTED = 7
-CS_ARRIVED = 8
-CS_ROUTED = 9
-CS_CHEAP_LEN = 10
-CS_PA_COUNT = 11
-CS_SPAN_BASE = 12  # closed spans live in the step log's array from this column on
-CS_SPAN_N = 13  # next free column for a closed span
-N_CS = 14
+# ---- block-list nodes (a request's blocks, walked backwards): nodes[k]
+node_dt = records([("block", _I), ("prev", _I)])
 
-# ---- step log: slog[SL_*, entry], one entry per step that recorded inter-token latencies
-SL_VALUE = 0  # the step's inter-token latency (every record of a step has the same value)
-SL_INSTANCE = 1
-SL_RECORDS = 2  # records made (decode tokens plus completions)
-N_SL = 3
+# ---- step log: one entry per step that recorded inter-token latencies
+step_dt = records([
+    ("value", _I),  # the step's inter-token latency (every record of a step has the same value)
+    ("instance", _I),
+    ("records", _I),  # records made (decode tokens plus completions)
+])
+# ---- spans of step-log entries closed by preemption: spans[k]
+span_dt = records([("start", _I), ("end", _I), ("next", _I)])
 
-# ---- closed spans: spans[SP_*, k], columns CS_SPAN_BASE.. of the step log's array
-SP_START = 0
-SP_END = 1
-SP_NEXT = 2
-N_SP = 3
+# ---- the configuration's scalars: cs (one record)
+cluster_dt = records([
+    ("node_free", _I),
+    ("node_top", _I),
+    ("log_len", _I),  # entries in the step log
+    ("span_len", _I),  # closed spans
+    ("status", _I),
+    ("seq", _I),
+    ("rr_counter", _I),
+    ("rejected", _I),
+    ("arrived", _I),
+    ("routed", _I),
+    ("bucket_tokens", _F),
+    ("bucket_last_refill", _F),
+])
 
-# ---- configuration floats: cf[CFS_*]
-CFS_BUCKET_TOKENS = 0
-CFS_BUCKET_LAST_REFILL = 1
-N_CFS = 2
+# ---- groups of arrays, built once per configuration
+# the configuration's requests (slices of the packed workload) and the token-hash tables
+Requests = namedtuple("Requests", ("arrival", "in_len", "out_len", "seq_off", "id_rank", "prefix_hash",
+                                   "pow_table"))
+# every working array of one configuration
+State = namedtuple("State", ("ist", "rq", "cs", "heap", "wq", "rb", "blocks", "ht_key", "ht_val", "nodes",
+                             "chash", "prio", "step_log", "spans", "cached_ids", "lookup_ids", "memo_ids"))
+# the packed workloads of a batch (blis_sweep.engine.PackedWorkloads) and the kernel's outputs
+Workloads = namedtuple("Workloads", ("start", "count", "arrival", "in_len", "out_len", "seq_off",
+                                     "prefix_hash", "id_rank", "pow_table"))
+Outputs = namedtuple("Outputs", ("cluster", "instances", "requests", "trace_route", "trace_candidates"))
+
+
+def words(dtype) -> int:
+    """64-bit words per record (for memory estimates)."""
+    return np.dtype(dtype).itemsize // 8

@@ -7,42 +7,37 @@ import math
 
 from numba import njit
 
-from .layout import (
-    CF_ALLREDUCE, CF_BETA0, CF_BETA1, CF_BETA2, CF_BW_EFF, CF_BW_TBS, CF_BYTES_PER_PARAM, CF_HEADS,
-    CF_HIDDEN, CF_INTERMEDIATE, CF_KV_HEADS, CF_MFU_DECODE, CF_MFU_PREFILL, CF_NUM_LAYERS,
-    CF_PER_LAYER_OVERHEAD, CF_T_OVERHEAD, CF_TFLOPS,
-)
 
 
-@njit(cache=True, error_model="numpy")
-def blackbox_step_time_nb(cfg_float, c, cache_miss_tokens, decode_tokens):
+@njit(cache=True, error_model="numpy", forceinline=True)
+def blackbox_step_time_nb(cfg, cache_miss_tokens, decode_tokens):
     t = 0.0
-    t += cfg_float[c, CF_BETA0]
-    t += cfg_float[c, CF_BETA1] * float(cache_miss_tokens)
-    t += cfg_float[c, CF_BETA2] * float(decode_tokens)
+    t += cfg.beta0
+    t += cfg.beta1 * float(cache_miss_tokens)
+    t += cfg.beta2 * float(decode_tokens)
     return int(t)
 
 
 @njit(cache=True, error_model="numpy")
-def _model_shape_nb(cfg_float, c):
+def _model_shape_nb(cfg):
     """(d_model, layers, heads, kv heads, head dim, FFN dim) as the reference derives them."""
-    d_model = cfg_float[c, CF_HIDDEN]
-    n_layers = cfg_float[c, CF_NUM_LAYERS]
-    n_heads = cfg_float[c, CF_HEADS]
-    n_kv = cfg_float[c, CF_KV_HEADS]
+    d_model = cfg.hidden_dim
+    n_layers = cfg.num_layers
+    n_heads = cfg.num_heads
+    n_kv = cfg.num_kv_heads
     if n_kv == 0.0:
         n_kv = n_heads
     d_head = d_model / n_heads
     d_ff = 4.0 * d_model
-    if cfg_float[c, CF_INTERMEDIATE] > 0.0:
-        d_ff = cfg_float[c, CF_INTERMEDIATE]
+    if cfg.intermediate_dim > 0.0:
+        d_ff = cfg.intermediate_dim
     return d_model, n_layers, n_heads, n_kv, d_head, d_ff
 
 
 @njit(cache=True, error_model="numpy")
-def _flops_nb(cfg_float, c, seq_len, new_tokens):
+def _flops_nb(cfg, seq_len, new_tokens):
     """(gemm_ops, sram_ops) of one request's forward pass over new_tokens at context seq_len."""
-    d_model, n_layers, n_heads, n_kv, d_head, d_ff = _model_shape_nb(cfg_float, c)
+    d_model, n_layers, n_heads, n_kv, d_head, d_ff = _model_shape_nb(cfg)
     seq = float(seq_len)
     new_t = float(new_tokens)
     d_kv = n_kv * d_head
@@ -62,18 +57,18 @@ def _flops_nb(cfg_float, c, seq_len, new_tokens):
 
 
 @njit(cache=True, error_model="numpy")
-def _weight_bytes_nb(cfg_float, c):
-    d_model, n_layers, n_heads, n_kv, d_head, d_ff = _model_shape_nb(cfg_float, c)
+def _weight_bytes_nb(cfg):
+    d_model, n_layers, n_heads, n_kv, d_head, d_ff = _model_shape_nb(cfg)
     d_kv = n_kv * d_head
     per_layer = d_model * (d_model + 2.0 * d_kv) + (d_model * d_model) + (3.0 * d_model * d_ff)
-    return per_layer * n_layers * cfg_float[c, CF_BYTES_PER_PARAM]
+    return per_layer * n_layers * cfg.bytes_per_param
 
 
 @njit(cache=True, error_model="numpy")
-def _dynamic_bytes_nb(cfg_float, c, seq_len, new_tokens, weights):
+def _dynamic_bytes_nb(cfg, seq_len, new_tokens, weights):
     """Bytes moved besides the weights: KV growth, KV reads of the past, activations."""
-    d_model, n_layers, n_heads, n_kv, d_head, _ = _model_shape_nb(cfg_float, c)
-    bpp = cfg_float[c, CF_BYTES_PER_PARAM]
+    d_model, n_layers, n_heads, n_kv, d_head, _ = _model_shape_nb(cfg)
+    bpp = cfg.bytes_per_param
     new_t = float(new_tokens)
     kv_per_token = 2.0 * n_layers * n_kv * d_head * bpp
     growth = kv_per_token * new_t
@@ -94,14 +89,15 @@ def go_round_nb(x):
 
 
 @njit(cache=True, error_model="numpy")
-def roofline_step_time_nb(cfg_float, c, tp, batch, batch_len, rq_progress, rq_num_new, in_len):
+def roofline_step_time_nb(cfg, batch, batch_len, rq, in_len):
     """Analytical step time of the running batch (prefill and decode phases each take their bottleneck)."""
+    tp = cfg.tp
     tp_f = float(tp)
-    peak_flops = cfg_float[c, CF_TFLOPS] * 1e12
-    peak_bw = cfg_float[c, CF_BW_TBS] * 1e12
-    eff_bw = peak_bw * cfg_float[c, CF_BW_EFF]
+    peak_flops = cfg.tflops_peak * 1e12
+    peak_bw = cfg.bw_peak_tbs * 1e12
+    eff_bw = peak_bw * cfg.bw_eff_constant
     vector_peak = peak_flops * 0.10
-    weights = _weight_bytes_nb(cfg_float, c)
+    weights = _weight_bytes_nb(cfg)
     p_gemm = 0.0
     p_vec = 0.0
     p_dyn = 0.0
@@ -112,34 +108,34 @@ def roofline_step_time_nb(cfg_float, c, tp, batch, batch_len, rq_progress, rq_nu
     n_decode = 0
     for k in range(batch_len):
         r = batch[k]
-        progress = rq_progress[r]
+        progress = rq[r].progress
         if progress < in_len[r]:
             n_prefill += 1
-            g, s = _flops_nb(cfg_float, c, progress, rq_num_new[r])
+            g, s = _flops_nb(cfg, progress, rq[r].num_new)
             p_gemm += g / tp_f
             p_vec += s / tp_f
-            p_dyn += _dynamic_bytes_nb(cfg_float, c, progress, rq_num_new[r], weights) / tp_f
+            p_dyn += _dynamic_bytes_nb(cfg, progress, rq[r].num_new, weights) / tp_f
         else:
             n_decode += 1
-            g, s = _flops_nb(cfg_float, c, progress, 1)
+            g, s = _flops_nb(cfg, progress, 1)
             d_gemm += g / tp_f
             d_vec += s / tp_f
-            d_dyn += _dynamic_bytes_nb(cfg_float, c, progress, 1, weights) / tp_f
+            d_dyn += _dynamic_bytes_nb(cfg, progress, 1, weights) / tp_f
     prefill_compute = 0.0
     prefill_memory = 0.0
     decode_compute = 0.0
     decode_memory = 0.0
     if n_prefill > 0:
-        prefill_compute = (p_gemm / (peak_flops * cfg_float[c, CF_MFU_PREFILL])) + (p_vec / vector_peak)
+        prefill_compute = (p_gemm / (peak_flops * cfg.mfu_prefill)) + (p_vec / vector_peak)
         prefill_memory = (weights / tp_f + p_dyn) / eff_bw
     if n_decode > 0:
-        decode_compute = (d_gemm / (peak_flops * cfg_float[c, CF_MFU_DECODE])) + (d_vec / vector_peak)
+        decode_compute = (d_gemm / (peak_flops * cfg.mfu_decode)) + (d_vec / vector_peak)
         decode_memory = (weights / tp_f + d_dyn) / eff_bw
     hardware_s = max(prefill_compute, prefill_memory) + max(decode_compute, decode_memory)
-    n_layers = cfg_float[c, CF_NUM_LAYERS]
-    layer_floor_s = (n_layers * cfg_float[c, CF_PER_LAYER_OVERHEAD]) / 1e6
+    n_layers = cfg.num_layers
+    layer_floor_s = (n_layers * cfg.per_layer_overhead) / 1e6
     comm_s = 0.0
     if tp > 1:
-        comm_s = (n_layers * 2.0 * cfg_float[c, CF_ALLREDUCE]) / 1e6
-    total_us = (hardware_s * 1e6) + (layer_floor_s * 1e6) + (comm_s * 1e6) + cfg_float[c, CF_T_OVERHEAD]
+        comm_s = (n_layers * 2.0 * cfg.all_reduce_latency) / 1e6
+    total_us = (hardware_s * 1e6) + (layer_floor_s * 1e6) + (comm_s * 1e6) + cfg.t_overhead_micros
     return int(go_round_nb(total_us))

@@ -36,14 +36,14 @@ def test_inversions_on_large_random_inputs():
 def test_per_instance_inversions_select_completed_requests_of_the_instance():
     rng = np.random.default_rng(3)
     n = 400
-    rq = np.zeros((n, S.N_R), dtype=np.int64)
-    rq[:, S.R_INSTANCE] = rng.integers(0, 3, n)
-    rq[:, S.R_FLAGS] = np.where(rng.random(n) < 0.8, L.RF_COMPLETED, 0)
-    rq[:, S.R_E2E] = rng.integers(1, 5000, n)
+    rq = np.zeros(n, dtype=S.request_dt)
+    rq["instance"] = rng.integers(0, 3, n)
+    rq["flag_bits"] = np.where(rng.random(n) < 0.8, L.RF_COMPLETED, 0)
+    rq["e2e"] = rng.integers(1, 5000, n)
     arrival = np.sort(rng.integers(0, 300, n)).astype(np.int64)
     for i in range(3):
-        keep = (rq[:, S.R_INSTANCE] == i) & (rq[:, S.R_FLAGS] & L.RF_COMPLETED != 0)
-        expected = _pairwise(arrival[keep], rq[keep, S.R_E2E].astype(np.float64))
+        keep = (rq["instance"] == i) & (rq["flag_bits"] & L.RF_COMPLETED != 0)
+        expected = _pairwise(arrival[keep], rq["e2e"][keep].astype(np.float64))
         assert priority_inversions_nb(rq, arrival, i, n) == expected
 
 

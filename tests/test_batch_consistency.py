@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from blis_sweep.engine import simulate
+from blis_sweep.engine import metric_values, simulate
 from blis_sweep.sim_config import AdmissionPolicy, RooflineParams, RoutingPolicy, SimConfig
 from blis_sweep.workloads.requests import distribution_workload
 from blis_sweep.kernels import layout as L
@@ -51,26 +51,27 @@ def test_each_row_equals_the_configuration_run_alone(mixed_batch):
     assert len({c.num_instances for c in configs}) == 4
     for k, cfg in enumerate(configs):
         alone = simulate([cfg], [workloads[wids[k]]], [0], per_request=True, per_instance=True, trace_k=2)
-        np.testing.assert_array_equal(batch.cluster[k], alone.cluster[0])
+        np.testing.assert_array_equal(metric_values(batch.cluster[k]), metric_values(alone.cluster[0]))
         n = workloads[wids[k]].num_requests
         for name in ("req_ttft", "req_e2e", "req_itl_sum", "req_sched", "req_flags", "req_instance"):
             np.testing.assert_array_equal(getattr(batch, name)[k, :n], getattr(alone, name)[0, :n], err_msg=name)
-        np.testing.assert_array_equal(batch.instances[k, :cfg.num_instances], alone.instances[0, :cfg.num_instances])
+        np.testing.assert_array_equal(metric_values(batch.instances[k, :cfg.num_instances]),
+                                      metric_values(alone.instances[0, :cfg.num_instances]))
 
 
 def test_cluster_conservation_invariants(mixed_batch):
     configs, workloads, wids, batch = mixed_batch
     for k, cfg in enumerate(configs):
         row = batch.cluster[k]
-        assert row[L.M_STATUS] == L.STATUS_OK
-        assert row[L.M_ARRIVED] == workloads[wids[k]].num_requests
-        assert row[L.M_ARRIVED] == (row[L.M_COMPLETED] + row[L.M_WAITING_END] + row[L.M_RUNNING_END]
-                                    + row[L.M_REJECTED] + row[L.M_IN_FLIGHT_END])
-        assert row[L.M_ROUTED] == row[L.M_ARRIVED] - row[L.M_REJECTED]
-        assert row[L.M_CLOCK_REGRESSIONS] == 0
+        assert row["status"] == L.STATUS_OK
+        assert row["arrived_requests"] == workloads[wids[k]].num_requests
+        assert row["arrived_requests"] == (row["completed_requests"] + row["waiting_at_end"] + row["running_at_end"]
+                                    + row["rejected_requests"] + row["in_flight_at_end"])
+        assert row["routed_requests"] == row["arrived_requests"] - row["rejected_requests"]
+        assert row["clock_regressions"] == 0
         inst = batch.instances[k, :cfg.num_instances]
-        np.testing.assert_array_equal(inst[:, L.M_KV_USED_END] + inst[:, L.M_KV_FREE_END], inst[:, L.M_KV_TOTAL])
-        assert inst[:, L.M_COMPLETED].sum() == row[L.M_COMPLETED]
+        np.testing.assert_array_equal(inst["kv_used_at_end"] + inst["kv_free_at_end"], inst["kv_total_blocks"])
+        assert inst["completed_requests"].sum() == row["completed_requests"]
         # every routed request landed on a valid instance
         flags = batch.req_flags[k, :workloads[wids[k]].num_requests]
         routed = (flags & L.RF_ROUTED) != 0
@@ -81,6 +82,6 @@ def test_cluster_conservation_invariants(mixed_batch):
 def test_token_bucket_rejects_and_counts(mixed_batch):
     configs, _, _, batch = mixed_batch
     bucket = [k for k, c in enumerate(configs) if c.admission_policy == AdmissionPolicy.TOKEN_BUCKET]
-    assert bucket and all(batch.cluster[k, L.M_REJECTED] > 0 for k in bucket)
+    assert bucket and all(batch.cluster[k]["rejected_requests"] > 0 for k in bucket)
     others = [k for k, c in enumerate(configs) if c.admission_policy == AdmissionPolicy.ALWAYS_ADMIT]
-    assert all(batch.cluster[k, L.M_REJECTED] == 0 for k in others)
+    assert all(batch.cluster[k]["rejected_requests"] == 0 for k in others)

@@ -63,12 +63,12 @@ def engine_config(cfg: dict) -> SimConfig:
 
 def check_invariants(res, n: int) -> None:
     row = res.cluster[0]
-    assert row[L.M_STATUS] == L.STATUS_OK
-    assert row[L.M_KV_USED_END] + row[L.M_KV_FREE_END] == row[L.M_KV_TOTAL]
-    assert row[L.M_ARRIVED] == (row[L.M_COMPLETED] + row[L.M_WAITING_END] + row[L.M_RUNNING_END]
-                                + row[L.M_REJECTED] + row[L.M_IN_FLIGHT_END])
-    assert row[L.M_IN_FLIGHT_END] >= 0
-    assert row[L.M_CLOCK_REGRESSIONS] == 0
+    assert row["status"] == L.STATUS_OK
+    assert row["kv_used_at_end"] + row["kv_free_at_end"] == row["kv_total_blocks"]
+    assert row["arrived_requests"] == (row["completed_requests"] + row["waiting_at_end"] + row["running_at_end"]
+                                + row["rejected_requests"] + row["in_flight_at_end"])
+    assert row["in_flight_at_end"] >= 0
+    assert row["clock_regressions"] == 0
     flags = res.req_flags[0, :n]
     done = (flags & L.RF_COMPLETED) != 0
     # causality: arrival <= scheduled <= first token <= completion (times relative to arrival)
@@ -76,7 +76,7 @@ def check_invariants(res, n: int) -> None:
     assert np.all(sched >= 0)
     assert np.all(ttft >= sched)
     assert np.all(e2e >= ttft)
-    assert int(done.sum()) == row[L.M_COMPLETED]
+    assert int(done.sum()) == row["completed_requests"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
@@ -115,19 +115,17 @@ def assert_engine_equals_oracle(scenario) -> None:
             assert res.req_sched[0, r] == want["scheduling_delay"], r
     m = oracle.metrics
     row = res.cluster[0]
-    assert row[L.M_COMPLETED] == m["completed_requests"]
-    assert row[L.M_TOTAL_INPUT_TOKENS] == m["total_input_tokens"]
-    assert row[L.M_TOTAL_OUTPUT_TOKENS] == m["total_output_tokens"]
-    assert row[L.M_SIM_ENDED_TICKS] == m["sim_ended_tick"]
-    assert row[L.M_PREEMPTIONS] == m["preemption_count"]
-    assert row[L.M_KV_PEAK_BLOCKS] == m["peak_kv_blocks"]
-    assert row[L.M_CACHE_HIT_RATE] == m["cache_hit_rate"]
-    assert row[L.M_PRIORITY_INVERSIONS] == m["priority_inversions"]
+    assert row["completed_requests"] == m["completed_requests"]
+    assert row["total_input_tokens"] == m["total_input_tokens"]
+    assert row["total_output_tokens"] == m["total_output_tokens"]
+    assert row["sim_ended_ticks"] == m["sim_ended_tick"]
+    assert row["preemptions"] == m["preemption_count"]
+    assert row["kv_peak_blocks"] == m["peak_kv_blocks"]
+    assert row["cache_hit_rate"] == m["cache_hit_rate"]
+    assert row["priority_inversions"] == m["priority_inversions"]
     if m["completed_requests"] > 0:
-        for key, col in (("e2e_mean_ms", L.M_E2E_MEAN), ("ttft_p99_ms", L.M_TTFT_P99),
-                         ("itl_mean_ms", L.M_ITL_MEAN), ("itl_p90_ms", L.M_ITL_P90),
-                         ("scheduling_delay_p99_ms", L.M_SCHED_DELAY_P99)):
-            assert row[col] == m[key], key
+        for key in ("e2e_mean_ms", "ttft_p99_ms", "itl_mean_ms", "itl_p90_ms", "scheduling_delay_p99_ms"):
+            assert row[key] == m[key], key
 
 
 def test_million_block_cache_runs_without_allocating_per_block():
@@ -139,10 +137,10 @@ def test_million_block_cache_runs_without_allocating_per_block():
     wl = build_workload(arrivals, inputs, outputs)
     small = simulate([SimConfig(total_kv_blocks=1_000_000, beta_coeffs=(5000.0, 10.0, 5.0))], [wl], [0])
     huge = simulate([SimConfig(total_kv_blocks=1 << 40, beta_coeffs=(5000.0, 10.0, 5.0))], [wl], [0])
-    assert small.cluster[0, L.M_COMPLETED] == 50
-    same = [k for k in range(L.N_METRICS) if k not in (L.M_KV_FREE_END, L.M_KV_TOTAL)]
-    np.testing.assert_array_equal(small.cluster[0, same], huge.cluster[0, same])
-    assert huge.cluster[0, L.M_KV_USED_END] + huge.cluster[0, L.M_KV_FREE_END] == 1 << 40
+    assert small.cluster[0]["completed_requests"] == 50
+    same = [f for f in L.metrics_dt.names if f not in ("kv_free_at_end", "kv_total_blocks")]
+    np.testing.assert_array_equal([small.cluster[0][f] for f in same], [huge.cluster[0][f] for f in same])
+    assert huge.cluster[0]["kv_used_at_end"] + huge.cluster[0]["kv_free_at_end"] == 1 << 40
 
 
 # ---------------------------------------------------------------- generated workload specs
@@ -225,6 +223,6 @@ def assert_engine_equals_oracle_on_spec(scenario) -> None:
         if want["completed"]:
             assert res.req_e2e[0, r] == want["e2e"], r
     m, row = oracle.metrics, res.cluster[0]
-    assert row[L.M_COMPLETED] == m["completed_requests"]
-    assert row[L.M_PREEMPTIONS] == m["preemption_count"]
-    assert row[L.M_CACHE_HIT_RATE] == m["cache_hit_rate"]
+    assert row["completed_requests"] == m["completed_requests"]
+    assert row["preemptions"] == m["preemption_count"]
+    assert row["cache_hit_rate"] == m["cache_hit_rate"]

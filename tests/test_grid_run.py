@@ -18,7 +18,7 @@ from blis_sweep.errors import BlisError
 from blis_sweep.sweep.resolve import with_arrivals
 from blis_sweep.sweep.run import CONFIGS_SCHEMA, chunk_file, run_grid
 from blis_sweep.data.hardware import gpu_calib
-from blis_sweep.metric_columns import METRIC_COLUMNS
+from blis_sweep.kernels.layout import METRIC_COLUMNS
 from blis_sweep.data.model_config import auto_kv_blocks, load_model_config, roofline_params
 from blis_sweep.data.paths import REPO_ROOT, model_config_dir_for
 from blis_sweep.sim_config import INT64_MAX, SCHEDULER_NAMES, SimConfig
@@ -82,8 +82,8 @@ def test_rows_equal_engine_simulate_on_the_same_config(tiny_run):
                         scheduler=SCHEDULER_NAMES[row["scheduler"]], seed=row["seed"])
         wl = distribution_workload(row["rate"], 40, seed=row["seed"], arrival=row["arrival"], **DIST)
         block = engine.simulate([cfg], [wl], [0]).cluster[0]
-        for name, idx in METRIC_COLUMNS.items():
-            expected = float(block[idx])
+        for name in METRIC_COLUMNS:
+            expected = float(block[name])
             got = row[name]
             expected = None if math.isnan(expected) else expected
             assert _same(None if got is None else float(got), expected), (row["config_id"], name)
@@ -265,10 +265,10 @@ def test_infeasible_configs_are_rows_with_null_metrics(tmp_path):
 def test_cli_commands(tmp_path):
     import typer
 
-    from blis_sweep.sweep import cli as sweep_cli
+    from blis_sweep.sweep import cli as grid_cli
 
     app = typer.Typer()
-    sweep_cli.register(app)
+    grid_cli.register(app)
     runner = CliRunner()
     out = tmp_path / "q"
     res = runner.invoke(app, ["grid", str(REPO_ROOT / "sweeps" / "quick.yaml"), "--out", str(out), "--quiet"])
@@ -323,6 +323,6 @@ def test_trace_workload_and_horizon_rows_equal_engine_simulate(tmp_path):
                         horizon=INT64_MAX if row["horizon"] is None else row["horizon"])
         block = engine.simulate([cfg], [wl], [0]).cluster[0]
         for name in ("completed_requests", "ttft_p99_ms", "e2e_mean_ms", "tpot_p99_ms", "preemptions"):
-            assert _same(float(row[name]), float(block[METRIC_COLUMNS[name]])), name
+            assert _same(float(row[name]), float(block[name])), name
         n = req.filter(pl.col("config_id") == row["config_id"]).height
         assert n == (wl.num_requests if row["horizon"] is None else int((wl.arrival_ticks <= 5_000_000).sum()))

@@ -23,7 +23,6 @@ from hypothesis import HealthCheck, given, reject, seed, settings
 from hypothesis import strategies as st
 
 from blis_sweep.engine import simulate
-from blis_sweep.metric_columns import METRIC_COLUMNS
 from blis_sweep.sim_config import (
     ADMISSION_NAMES, PRIORITY_NAMES, ROUTING_NAMES, SCHEDULER_NAMES, RooflineParams, SimConfig,
 )
@@ -251,7 +250,7 @@ def request_outcomes(res, n: int) -> list[dict]:
 
 
 def metric(row, name: str) -> float:
-    return float(row[METRIC_COLUMNS[name]])
+    return float(row[name])
 
 
 def assert_cluster_engine_equals_oracle(scenario) -> None:

@@ -11,9 +11,9 @@ import blis_sweep
 
 PACKAGE = Path(blis_sweep.__file__).parent
 FOUNDATION = {"errors", "atomic_io", "sim_config"}
-ENGINE = FOUNDATION | {"data", "go", "workloads", "engine", "limits", "kernels", "metric_columns"}
+ENGINE = FOUNDATION | {"data", "go", "workloads", "engine", "limits", "kernels"}
 ALLOWED = {
-    "errors": set(), "atomic_io": set(), "sim_config": {"kernels"}, "metric_columns": {"kernels"},
+    "errors": set(), "atomic_io": set(), "sim_config": {"kernels"},
     "data": {"errors", "sim_config", "data"},
     "go": {"errors", "kernels", "go"},
     "workloads": FOUNDATION | {"data", "go", "kernels", "workloads"},

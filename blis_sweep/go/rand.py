@@ -33,8 +33,8 @@ def reference_requests(seed: int, n_requests: int, prefix_tokens: int, prompt: t
     output_a = np.asarray(output, dtype=np.int64)
     empty = np.empty(0, dtype=np.int64)
     total = reference_distribution_nb(np.int64(seed), n_requests, prefix_tokens, prompt_a, output_a, MAX_TOKEN_ID,
-                                      cooked, kn, wn, fn, in_len, out_len, empty)
+                                      cooked, (kn, wn, fn), in_len, out_len, empty)
     tokens = np.empty(total, dtype=np.int64)
     reference_distribution_nb(np.int64(seed), n_requests, prefix_tokens, prompt_a, output_a, MAX_TOKEN_ID,
-                              cooked, kn, wn, fn, in_len, out_len, tokens)
+                              cooked, (kn, wn, fn), in_len, out_len, tokens)
     return in_len, out_len, tokens

@@ -22,33 +22,23 @@ from blis_sweep.workloads.arrays import Workload
 from blis_sweep.kernels import layout as L
 from blis_sweep.limits import WorkloadSize, check_memory, expected_size, kernel_bytes
 
-# reference metrics-block key -> kernel metric column
+# reference metrics-block key -> kernel metric (kernels.layout.metrics_dt field)
 _BLOCK_KEYS = {
-    "completed_requests": L.M_COMPLETED,
-    "total_input_tokens": L.M_TOTAL_INPUT_TOKENS,
-    "total_output_tokens": L.M_TOTAL_OUTPUT_TOKENS,
-    "vllm_estimated_duration_s": L.M_DURATION_S,
-    "responses_per_sec": L.M_RESPONSES_PER_SEC,
-    "tokens_per_sec": L.M_TOKENS_PER_SEC,
-    "e2e_mean_ms": L.M_E2E_MEAN,
-    "e2e_p90_ms": L.M_E2E_P90,
-    "e2e_p95_ms": L.M_E2E_P95,
-    "e2e_p99_ms": L.M_E2E_P99,
-    "ttft_mean_ms": L.M_TTFT_MEAN,
-    "ttft_p90_ms": L.M_TTFT_P90,
-    "ttft_p95_ms": L.M_TTFT_P95,
-    "ttft_p99_ms": L.M_TTFT_P99,
-    "itl_mean_ms": L.M_ITL_MEAN,
-    "itl_p90_ms": L.M_ITL_P90,
-    "itl_p95_ms": L.M_ITL_P95,
-    "itl_p99_ms": L.M_ITL_P99,
-    "scheduling_delay_p99_ms": L.M_SCHED_DELAY_P99,
+    "completed_requests": "completed_requests",
+    "total_input_tokens": "total_input_tokens",
+    "total_output_tokens": "total_output_tokens",
+    "vllm_estimated_duration_s": "duration_s",
+    "responses_per_sec": "responses_per_sec",
+    "tokens_per_sec": "tokens_per_sec",
+    **{key: key for key in ("e2e_mean_ms", "e2e_p90_ms", "e2e_p95_ms", "e2e_p99_ms", "ttft_mean_ms", "ttft_p90_ms",
+                            "ttft_p95_ms", "ttft_p99_ms", "itl_mean_ms", "itl_p90_ms", "itl_p95_ms", "itl_p99_ms",
+                            "scheduling_delay_p99_ms")},
 }
 
 
 def metrics_dict(block: np.ndarray) -> dict:
     """A kernel metrics block as the reference's metrics-block fields."""
-    return {key: float(block[idx]) for key, idx in _BLOCK_KEYS.items()}
+    return {key: float(block[field]) for key, field in _BLOCK_KEYS.items()}
 
 
 def build_run_workload(resolved: ResolvedRun) -> Workload:
@@ -106,12 +96,12 @@ def _distribution(values: np.ndarray) -> dict:
 
 def raw_cluster_metrics(block: np.ndarray, ttft: np.ndarray, e2e: np.ndarray) -> dict:
     """Inputs of the fitness score, as the reference's CollectRawMetrics builds them."""
-    completed = block[L.M_COMPLETED]
-    ended = block[L.M_SIM_ENDED_TICKS]
+    completed = block["completed_requests"]
+    ended = block["sim_ended_ticks"]
     rps = tps = 0.0
     if ended > 0 and completed > 0:
         rps = completed / (ended / 1e6)
-        tps = block[L.M_TOTAL_OUTPUT_TOKENS] / (ended / 1e6)
+        tps = block["total_output_tokens"] / (ended / 1e6)
     raw = {"requests_per_sec": rps, "tokens_per_sec": tps}
     for name, values in (("ttft", ttft), ("e2e", e2e)):
         d = _distribution(values)
@@ -125,9 +115,9 @@ def _trace_summary(result, n: int, n_inst: int) -> str:
     rejected = (flags & L.RF_REJECTED) != 0
     routed = np.flatnonzero((flags & L.RF_ROUTED) != 0)
     # regrets summed in routing order, as the reference accumulates them
-    clocks = result.trace_route[0, routed, L.TR_CLOCK]
+    clocks = result.trace_route[0, routed]["clock"]
     routed = routed[np.lexsort((routed, clocks))]
-    regrets = result.trace_route[0, routed, L.TR_REGRET]
+    regrets = result.trace_route[0, routed]["regret"]
     total = 0.0
     for v in regrets:
         total += float(v)
@@ -157,7 +147,7 @@ def run_reference(argv: list[str], cwd: Path | None = None, out=sys.stdout, err=
     started = time.perf_counter()
     trace_k = resolved.counterfactual_k if resolved.tracing else -1
     result = simulate([cfg], [workload], [0], per_request=True, per_instance=n_inst > 1, trace_k=trace_k)
-    if result.cluster[0, L.M_STATUS] != L.STATUS_OK:
+    if result.cluster[0]["status"] != L.STATUS_OK:
         raise BlisError("the simulation did not finish (working-memory estimate); please report this")
     n = workload.num_requests
     pieces: list[str] = []
@@ -190,8 +180,8 @@ def run_reference(argv: list[str], cwd: Path | None = None, out=sys.stdout, err=
         raw = raw_cluster_metrics(block, result.req_ttft[0, :n][has_ttft], result.req_e2e[0, :n][completed])
         score, components = fitness_score(resolved.fitness_weights, raw)
         pieces.append(fitness_block(score, components))
-    pieces.append(anomaly_block(int(block[L.M_PRIORITY_INVERSIONS]), int(block[L.M_HOL_BLOCKING]),
-                                int(block[L.M_REJECTED])))
+    pieces.append(anomaly_block(int(block["priority_inversions"]), int(block["hol_blocking_events"]),
+                                int(block["rejected_requests"])))
     if resolved.prints_trace_summary:
         pieces.append(_trace_summary(result, n, n_inst))
     out.write("".join(pieces))

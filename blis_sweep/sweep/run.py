@@ -38,7 +38,7 @@ from blis_sweep.sweep.resolve import (PARAM_SCHEMA, Resolver, WorkloadCache, par
                                      workload_bytes, workload_key)
 from blis_sweep.sweep.spec import GridSpec, load_grid_spec
 from blis_sweep.limits import DEFAULT_MAX_CONFIGS
-from blis_sweep.metric_columns import INTEGER_COLUMNS, METRIC_COLUMNS
+from blis_sweep.kernels.layout import INTEGER_COLUMNS, METRIC_COLUMNS
 from blis_sweep.sweep.slo_classes import CLASS_BOOL_COLUMNS, CLASS_FLOAT_COLUMNS, CLASS_INT_COLUMNS, class_metrics
 from blis_sweep.sweep.steady_state import (STEADY_FLOAT_COLUMNS, STEADY_INT_COLUMNS, STEADY_STRING_COLUMNS, WINDOW_COLUMNS,
                                      Attainment, SteadySettings, steady_metrics)
@@ -374,7 +374,7 @@ def simulate_points(entries: list[PointEntry], resolver: Resolver, wcache: Workl
         rows.append(param_row(values, dep, entry.config_id, entry.point_id, entry.replicate, seed, wl))
 
     m = len(entries)
-    cluster = np.full((m, L.N_METRICS), np.nan)
+    cluster = np.full(m, np.nan, dtype=L.metrics_dt)
     steady_rows: list[dict | None] = [None] * m
     req_parts = []
     simulate_s = 0.0
@@ -415,8 +415,8 @@ def simulate_points(entries: list[PointEntry], resolver: Resolver, wcache: Workl
             progress.advance(pos.size)
 
     columns = rows_to_param_arrays(rows)
-    for name, idx in METRIC_COLUMNS.items():
-        col = cluster[:, idx]
+    for name in METRIC_COLUMNS:
+        col = cluster[name]
         mask = np.isnan(col)
         if name in INTEGER_COLUMNS:
             columns.append(pa.array(np.where(mask, 0, col).astype(np.int64), mask=mask, type=pa.int64()))

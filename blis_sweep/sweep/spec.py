@@ -38,7 +38,7 @@ from typing import Callable, Iterator
 
 from blis_sweep.errors import BlisError
 from blis_sweep.limits import range_problem
-from blis_sweep.metric_columns import METRIC_COLUMNS
+from blis_sweep.kernels.layout import METRIC_COLUMNS
 from blis_sweep.sweep.steady_state import (Attainment, SettingError, SteadySettings, parse_attainment,
                                      parse_steady_settings)
 from blis_sweep.sweep.slo_classes import CLASS_COLUMN_NAMES, parse_class_slo

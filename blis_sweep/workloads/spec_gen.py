@@ -241,7 +241,7 @@ def generate_spec_requests(spec: WorkloadSpec, run_horizon: int):
         if c.reason_ratio is not None and c.reason_ratio.type:
             cols[G.CS_REASON_RATIO] = samplers.add(c.reason_ratio)
         plans.append(cols)
-    kinds, fparams, iparams, offsets, values, cdf = samplers.arrays()
+    table = G.LengthSamplers(*samplers.arrays())
 
     parts = []
     budget = MAX_TOKENS
@@ -250,15 +250,15 @@ def generate_spec_requests(spec: WorkloadSpec, run_horizon: int):
             continue  # the reference skips zero-rate clients before drawing their seed
         client_seed = G.go_int63_nb(state)
         if c.multi_turn is not None:
-            arrivals, in_len, out_len, tokens = _multi_turn(c, client_seed, cols, kinds, fparams, iparams, offsets,
-                                                            values, cdf, budget)
+            arrivals, in_len, out_len, tokens = _multi_turn(c, client_seed, cols, table, budget)
         else:
             kind, p0, p1 = arrival_params(c, rate)
             windows = np.asarray(c.windows or (), dtype=np.int64).reshape(-1, 2)
             status, arrivals, in_len, out_len, tokens = G.spec_client_requests_nb(
-                np.int64(client_seed), kind, p0, p1, np.int64(horizon), windows, c.windows is not None,
-                c.multimodal is not None, cols, kinds, fparams, iparams, offsets, values, cdf, MAX_TOKEN_ID,
-                4 * MAX_ARRIVAL_DRAWS, budget, cooked, kn, wn, fn, ke, we, fe)
+                np.int64(client_seed), (np.int64(kind), float(p0), float(p1)), np.int64(horizon), windows,
+                c.windows is not None, c.multimodal is not None, cols, table,
+                (np.int64(MAX_TOKEN_ID), np.int64(4 * MAX_ARRIVAL_DRAWS), np.int64(budget)), cooked,
+                G.Ziggurats(kn, wn, fn, ke, we, fe))
             if status < 0:
                 _too_big(spec, index, status)
         budget -= tokens.shape[0]
@@ -286,12 +286,13 @@ def _too_big(spec: WorkloadSpec, index: int, status: int) -> None:
     raise BlisError(f"{spec.source}: clients[{index}] generates {what}; the workload is too large or malformed")
 
 
-def _multi_turn(c: ClientSpec, client_seed: int, cols, kinds, fparams, iparams, offsets, values, cdf, budget):
+def _multi_turn(c: ClientSpec, client_seed: int, cols, table, budget):
     """One session from t = 0 (the reference at d25e1935): per round input and output lengths, input ids
     (accumulated context when context_growth is accumulate), output ids, the reason ratio draw; the next
     round arrives think_time_us + output length later. No prefix, lifecycle or horizon."""
     cooked, kn, wn, fn = go_tables()
     ke, we, fe = go_exp_tables()
+    zig = G.Ziggurats(kn, wn, fn, ke, we, fe)
     state = G.go_seed_nb(np.int64(client_seed), cooked)
     mt = c.multi_turn
     arrivals, in_lens, out_lens, pieces = [], [], [], []
@@ -299,10 +300,8 @@ def _multi_turn(c: ClientSpec, client_seed: int, cols, kinds, fparams, iparams, 
         G.go_int63_nb(state)  # the session id
         now, context = 0, 0
         for rnd in range(mt.max_rounds):
-            n_in = int(G.spec_length_nb(state, cols[G.CS_INPUT], kinds, fparams, iparams, offsets, values, cdf,
-                                        kn, wn, fn, ke, we, fe))
-            n_out = int(G.spec_length_nb(state, cols[G.CS_OUTPUT], kinds, fparams, iparams, offsets, values, cdf,
-                                         kn, wn, fn, ke, we, fe))
+            n_in = int(G.spec_length_nb(state, cols[G.CS_INPUT], table, zig))
+            n_out = int(G.spec_length_nb(state, cols[G.CS_OUTPUT], table, zig))
             if mt.context_growth == "accumulate" and rnd > 0:
                 n_in += context
             budget -= n_in + n_out
@@ -311,8 +310,7 @@ def _multi_turn(c: ClientSpec, client_seed: int, cols, kinds, fparams, iparams, 
             ids = np.empty(n_in + n_out, dtype=np.int64)
             G.go_token_ids_nb(state, ids, MAX_TOKEN_ID)
             if cols[G.CS_REASON_RATIO] >= 0:
-                G.spec_length_nb(state, cols[G.CS_REASON_RATIO], kinds, fparams, iparams, offsets, values, cdf,
-                                 kn, wn, fn, ke, we, fe)
+                G.spec_length_nb(state, cols[G.CS_REASON_RATIO], table, zig)
             arrivals.append(now)
             in_lens.append(n_in)
             out_lens.append(n_out)
