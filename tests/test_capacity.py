@@ -298,3 +298,25 @@ def test_capacity_agrees_with_brute_force_long_runs(small_runs):
         brute.append(passing.filter("prefix")["rate"].max())
     for got, want in zip(answers["max_rate_rps"], brute):
         assert abs(got / want - 1) <= 0.05, (answers["max_rate_rps"].to_list(), brute)
+
+
+def test_a_round_generates_each_base_workload_once_even_over_the_cache_budget(tmp_path):
+    """Probes cycle through the seeds per deployment; a workload cache smaller than the round's base
+    workloads must not evict and regenerate them (each copy stays held by the round: out of memory)."""
+    from blis_sweep.sweep.capacity import LocalEvaluator, load_capacity_spec
+
+    spec, _, slo = load_capacity_spec(write(tmp_path, SMALL.replace("{n}", "400")))
+    probes = []
+    for p in range(spec.num_points):
+        values, lines = spec.point(p)
+        for rep, seed in enumerate(spec.seeds):
+            probes.append(Probe(p, p, 16.0, 400, seed, rep, dict(values, rate=16.0, num_requests=400), lines))
+    roomy = LocalEvaluator(spec, slo)
+    tight = LocalEvaluator(spec, slo)
+    tight.wcache.budget = tight.cache_budget = 1  # holds one base workload between inserts
+    expected = roomy(probes)
+    got = tight(probes)
+    assert tight.wcache.generated == roomy.wcache.generated == len(spec.seeds)
+    assert got.drop("config_id").equals(expected.drop("config_id"))
+    assert tight(probes).equals(got)  # a second round over the same bases: nothing regenerated
+    assert tight.wcache.generated == len(spec.seeds)

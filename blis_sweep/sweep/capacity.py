@@ -626,11 +626,33 @@ class LocalEvaluator:
         self.requests_simulated = 0
         self.simulate_s = 0.0
         self.calls = 0
+        self.cache_budget = self.wcache.budget
 
     def __call__(self, probes: list[Probe]) -> pl.DataFrame:
-        from blis_sweep.sweep.run import KERNEL_BATCH, PointEntry, simulate_points
+        from blis_sweep.sweep.resolve import workload_bytes, workload_key
+        from blis_sweep.sweep.run import PointEntry
 
         entries = [PointEntry(p.values, p.lines, i, p.point_id, p.replicate, p.seed) for i, p in enumerate(probes)]
+        # The round holds every workload it runs until its rows are built, so its base workloads (one per
+        # run length and seed, shared by all deployments and rates) must all fit in the workload cache:
+        # a budget below them makes the LRU evict a base that the next deployment's probe needs again, and
+        # each regeneration is a new copy (~95 MB at 16,000 requests) that the round still holds - the
+        # doubled capacity benchmark ran out of memory that way. No limit during the round (it holds them
+        # anyway), then the budget is what this round's bases take, so the next round trims the rest.
+        self.wcache.budget = math.inf
+        table = self._simulate(probes, entries)
+        bases = {}  # a generated workload's base: its key without rate, arrival and horizon
+        for p, infeasible in zip(probes, table["infeasible"].to_list()):
+            key = workload_key(p.values, p.seed)
+            base = key[:4] if key[0] == "gen" else key
+            if not infeasible and base not in bases:
+                bases[base] = workload_bytes(self.wcache.get(key))  # a cache hit
+        self.wcache.budget = max(self.cache_budget, sum(bases.values()))
+        return table
+
+    def _simulate(self, probes: list[Probe], entries: list) -> pl.DataFrame:
+        from blis_sweep.sweep.run import KERNEL_BATCH, simulate_points
+
         # one kernel call per round, unless the round is so big that the simulation state of all its
         # runs at once would not fit in memory (KV block tables of large GPUs, per-request arrays):
         # then calls of the grid's KERNEL_BATCH configurations, or fewer for long runs
