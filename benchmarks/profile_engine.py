@@ -118,6 +118,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--lines", type=int, default=0, help="also list the N source lines with most samples")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "blis-sweep-profile"),
                     help="kernel cache compiled with line information (kept between runs)")
     args = ap.parse_args()
@@ -141,6 +142,7 @@ def main() -> None:
         records = json.load(open(os.path.join(tmp, "objects.json")))
         total = sum(ips.values())
         functions: collections.Counter = collections.Counter()
+        lines: collections.Counter = collections.Counter()
         mapped = 0
         for record in records:
             end = max(o + s for o, s, _, _ in record["symbols"])
@@ -151,6 +153,7 @@ def main() -> None:
                                  + [hex(o) for o, _ in hits], capture_output=True, text=True).stdout.splitlines()
             for k, (_, n) in enumerate(hits):
                 functions[_short(out[2 * k])] += n
+                lines[f"{os.path.basename(os.path.dirname(out[2 * k + 1]))}/{os.path.basename(out[2 * k + 1])}"] += n
                 mapped += n
         Path(f"/tmp/perf-{first['pid']}.map").unlink(missing_ok=True)
     print(f"{total} samples over {args.seconds:.0f} s; {100 * (total - mapped) / total:.1f}% outside the kernels "
@@ -165,6 +168,10 @@ def main() -> None:
     print(f"\n{'share':>6}  function (innermost, after inlining)")
     for name, n in functions.most_common(args.top):
         print(f"{100 * n / total:5.1f}%  {name}")
+    if args.lines:
+        print(f"\n{'share':>6}  source line (innermost, after inlining)")
+        for name, n in lines.most_common(args.lines):
+            print(f"{100 * n / total:5.1f}%  {name}")
 
 
 if __name__ == "__main__":

@@ -334,11 +334,11 @@ def config_working_bytes(cfg: SimConfig, workload: Workload) -> int:
     est_steps = int(np.sum(out_len + 2))
     max_in = int(in_len.max()) if n else 1
     return working_bytes(n, cfg.num_instances, bs, cfg.total_kv_blocks, est_blocks, est_steps, max_in,
-                         cfg.routing_policy == RoutingPolicy.PREFIX_AFFINITY)
+                         cfg.routing_policy == RoutingPolicy.PREFIX_AFFINITY, cpu_tier=cfg.kv_cpu_blocks > 0)
 
 
 def working_bytes(n: int, n_inst: int, block_size: int, total_kv_blocks: int, est_blocks: int, est_steps: int,
-                  max_input: int, prefix_affinity: bool) -> int:
+                  max_input: int, prefix_affinity: bool, cpu_tier: bool = True) -> int:
     """The kernel's working memory from a workload's sizes (config_working_bytes; also used,
     from sizes estimated before a workload is generated, by blis_sweep.limits)."""
     block_cap = min(total_kv_blocks, est_blocks)
@@ -346,7 +346,8 @@ def working_bytes(n: int, n_inst: int, block_size: int, total_kv_blocks: int, es
     while ht_cap < block_cap + block_cap // 4 + 16:
         ht_cap *= 2
     per_instance = (S.words(S.instance_dt) + S.words(S.event_dt) * (4 * n + 64) + (2 * n + 16) + (n + 1)
-                    + S.words(S.block_dt) * block_cap + 2 * ht_cap + 1 + (max_input // block_size + 1))
+                    + (S.words(S.block_dt) + (S.words(S.cpu_block_dt) if cpu_tier else 0)) * block_cap
+                    + 2 * (ht_cap + 1) + (max_input // block_size + 1))
     # rq, prio, chash; cluster heap, arrival order; end-of-run
     per_request = S.words(S.request_dt) + 2 + S.words(S.cluster_event_dt) * 2 + 2 + 9
     affinity = 16
@@ -354,7 +355,7 @@ def working_bytes(n: int, n_inst: int, block_size: int, total_kv_blocks: int, es
         while affinity < 2 * n + 16:
             affinity *= 2
     words = (n_inst * per_instance + max(n, 1) * per_request + S.words(S.node_dt) * est_blocks
-             + S.words(S.step_dt) * est_steps + S.words(S.span_dt) * (n + 16) + 3 * est_steps + 2 * affinity
+             + S.words(S.step_dt) * est_steps + S.words(S.span_dt) * (n + 16) + 3 * est_steps + 2 * (affinity + 1)
              + 2 * (max_input // block_size + 1) + 64)
     return 8 * words
 

@@ -19,7 +19,7 @@ from .borrow import borrowed_nb, keep_alive_nb
 from .decision_trace import record_routing_nb, routing_scores_nb
 from .event_heap import cluster_pop_nb, cluster_push_nb, heap_pop_nb
 from .instance import on_arrival_nb, on_queued_nb, push_event_nb, step_nb
-from .kv_cache import HT_EMPTY, count_free_list_nb, ht_get_nb, ht_put_nb
+from .kv_cache import free_blocks_nb, ht_get_nb, ht_put_nb, new_hash_map_nb
 from .layout import (
     ADMIT_REJECT_ALL, ADMIT_TOKEN_BUCKET, RF_ADMISSION_DECIDED, RF_REJECTED, RF_ROUTED, ROUTE_ALWAYS_BUSIEST,
     ROUTE_LEAST_LOADED, ROUTE_PREFIX_AFFINITY, ROUTE_WEIGHTED, STATUS_CAPACITY,
@@ -27,14 +27,14 @@ from .layout import (
 from .metrics import hol_blocking_nb, itl_counts_nb, latency_block_nb, priority_inversions_nb, radix_argsort_nb
 from .state import (
     CEV_ADMISSION, CEV_ARRIVAL, CEV_ROUTING, EV_ARRIVAL, EV_QUEUED, EV_STEP, Requests, State, block_dt,
-    cluster_dt, cluster_event_dt, event_dt, instance_dt, node_dt, request_dt, span_dt, step_dt,
+    cluster_dt, cpu_block_dt, cluster_event_dt, event_dt, instance_dt, node_dt, request_dt, span_dt, step_dt,
 )
 
 INT64_MAX = np.iinfo(np.int64).max
 
 # the control plane's working arrays: its event heap (admission and routing events in flight),
 # the prefix-affinity map, scratch for routing scores, and this configuration's trace outputs
-ControlPlane = namedtuple("ControlPlane", ("arrival_order", "cheap", "pa_key", "pa_val", "scores", "order",
+ControlPlane = namedtuple("ControlPlane", ("arrival_order", "cheap", "prefix_affinity", "scores", "order",
                                            "route_out", "candidates_out"))
 
 
@@ -85,8 +85,7 @@ def _allocate_nb(cfg, reqs, n):
         np.empty((n_inst, wq_cap), dtype=np.int64),
         np.empty((n_inst, n + 1), dtype=np.int64),
         np.empty((n_inst, block_cap), dtype=block_dt),  # fields set when a block is first popped
-        np.full((n_inst, ht_cap), HT_EMPTY, dtype=np.uint64),
-        np.empty((n_inst, ht_cap + 1), dtype=np.int64),  # last column: modification counter
+        new_hash_map_nb(n_inst, ht_cap),
         np.empty(est_blocks, dtype=node_dt),
         np.zeros(max(n, 1), dtype=np.uint64),
         np.zeros(max(n, 1)),
@@ -95,15 +94,15 @@ def _allocate_nb(cfg, reqs, n):
         np.empty(ids, dtype=np.int64),
         np.empty(ids, dtype=np.int64),
         np.empty((n_inst, ids), dtype=np.int64),
+        np.zeros((n_inst, block_cap if cfg.kv_cpu_blocks > 0 else 0), dtype=cpu_block_dt),
     )
     return owners
 
 
 @njit(cache=True, error_model="numpy")
-def _init_state_nb(cfg, st, n):
+def _init_state_nb(cfg, st, reqs, n):
     """Initial values of the fields that do not start at zero."""
-    ist, rq, ht_val = st.ist, st.rq, st.ht_val
-    ht_cap = st.ht_key.shape[1]
+    ist, rq = st.ist, st.rq
     for i in range(cfg.num_instances):
         inst = ist[i]
         inst.kv_total = cfg.total_kv_blocks
@@ -112,7 +111,6 @@ def _init_state_nb(cfg, st, n):
         inst.wq_head = st.wq.shape[1] // 2
         inst.memo_req = -1
         inst.last_entry = -1
-        ht_val[i, ht_cap] = 0
         inst.cpu_capacity = cfg.kv_cpu_blocks
         inst.transfer_base_latency = cfg.kv_transfer_base_latency
         inst.offload_threshold = cfg.kv_offload_threshold
@@ -126,6 +124,40 @@ def _init_state_nb(cfg, st, n):
         req.spans = -1
     st.cs.node_free = -1
     st.cs.bucket_tokens = cfg.token_bucket_capacity
+    _mark_private_requests_nb(cfg, reqs, n, rq)
+
+
+@njit(cache=True, error_model="numpy")
+def _mark_private_requests_nb(cfg, reqs, n, rq):
+    """defer_keys = 1 for the requests whose block hashes no other request of the run has
+    (kv_cache.close_block_nb keeps those out of the prefix map until needed).
+
+    Hashes identify token prefixes, so two requests share a block hash only if they share
+    their first block: a first-block hash that no other request has makes all of the
+    request's hashes its own. Off with a CPU tier, whose reloads ask the map for any hash."""
+    if cfg.kv_cpu_blocks > 0:
+        return
+    block_size = cfg.block_size
+    in_len, out_len, seq_off, ph = reqs.in_len, reqs.out_len, reqs.seq_off, reqs.prefix_hash
+    first = np.empty(n, dtype=np.int64)
+    owner = np.empty(n, dtype=np.int64)
+    m = 0
+    for r in range(n):
+        if in_len[r] + out_len[r] >= block_size:
+            first[m] = np.int64(ph[seq_off[r] + block_size])  # hashes are < 2**61
+            owner[m] = r
+            m += 1
+        else:
+            rq[r].defer_keys = 1  # never fills a block
+    order = radix_argsort_nb(first[:m])
+    k = 0
+    while k < m:
+        j = k + 1
+        while j < m and first[order[j]] == first[order[k]]:
+            j += 1
+        if j == k + 1:
+            rq[owner[order[k]]].defer_keys = 1
+        k = j
 
 
 # ---------------------------------------------------------------- control plane
@@ -161,11 +193,11 @@ def _route_nb(cfg, st, plane, input_key):
                 best = i
         return best
     if policy == ROUTE_PREFIX_AFFINITY:
-        known = ht_get_nb(plane.pa_key, plane.pa_val, 0, input_key)
+        known = ht_get_nb(plane.prefix_affinity, 0, input_key)
         if known != -1:
             return known
         best = _least_loaded_nb(ist, n_inst, False)
-        ht_put_nb(plane.pa_key, plane.pa_val, 0, input_key, best)
+        ht_put_nb(plane.prefix_affinity, 0, input_key, best)
         return best
     target = st.cs.rr_counter % n_inst
     st.cs.rr_counter += 1
@@ -195,8 +227,8 @@ def _control_plane_nb(cfg, reqs, n, route_out, candidates_out):
     n_inst = cfg.num_instances
     pa_cap = _pow2_at_least_nb(2 * n + 16) if cfg.routing_policy == ROUTE_PREFIX_AFFINITY else 16
     return ControlPlane(radix_argsort_nb(reqs.arrival),  # stable, like a merge sort
-                        np.empty(2 * n + 8, dtype=cluster_event_dt), np.full((1, pa_cap), HT_EMPTY, dtype=np.uint64),
-                        np.zeros((1, pa_cap + 1), dtype=np.int64), np.empty(n_inst), np.empty(n_inst, dtype=np.int64),
+                        np.empty(2 * n + 8, dtype=cluster_event_dt), new_hash_map_nb(1, pa_cap),
+                        np.empty(n_inst), np.empty(n_inst, dtype=np.int64),
                         route_out, candidates_out)
 
 
@@ -329,7 +361,7 @@ def _instance_block_nb(cfg, st, reqs, n, itl_log, i, row):
     row.waiting_at_end = inst.wq_len
     row.running_at_end = inst.rb_len
     row.kv_used_at_end = inst.kv_used
-    row.kv_free_at_end = count_free_list_nb(st.blocks, st.ist, i)
+    row.kv_free_at_end = free_blocks_nb(st.ist, i)
     row.kv_total_blocks = cfg.total_kv_blocks
     row.steps = inst.step_count
     row.kv_thrashing_rate = _thrashing_rate_nb(inst)
@@ -362,7 +394,7 @@ def _cluster_block_nb(cfg, st, reqs, n, itl_log, row):
         waiting += inst.wq_len
         running += inst.rb_len
         used_end += inst.kv_used
-        free_end += count_free_list_nb(st.blocks, ist, i)
+        free_end += free_blocks_nb(ist, i)
         steps += inst.step_count
         regressions += inst.clock_regressions
         alloc_failures += inst.kv_alloc_failures
@@ -430,7 +462,7 @@ def simulate_config_nb(c, cfgs, wls, outs):
                borrowed_nb(owners[7]), borrowed_nb(owners[8]), borrowed_nb(owners[9]), borrowed_nb(owners[10]),
                borrowed_nb(owners[11]), borrowed_nb(owners[12]), borrowed_nb(owners[13]),
                borrowed_nb(owners[14]), borrowed_nb(owners[15]), borrowed_nb(owners[16]))
-    _init_state_nb(cfg, st, n)
+    _init_state_nb(cfg, st, reqs, n)
     plane = _control_plane_nb(cfg, reqs, n, outs.trace_route[c], outs.trace_candidates[c])
     _event_loop_nb(cfg, st, reqs, n, plane)
     row = outs.cluster[c]

@@ -10,7 +10,7 @@ from numba import njit
 
 from .event_heap import heap_push_nb
 from .kv_cache import (
-    commit_pending_hash_nb, list_append_nb, lookup_cached_blocks_memo_nb, pop_free_block_nb,
+    commit_pending_hash_nb, list_append_nb, lookup_cached_blocks_memo_nb, pop_free_block_nb, publish_deferred_nb,
     store_allocate_nb, store_release_nb, try_append_decode_token_nb,
 )
 from .layout import (
@@ -141,6 +141,7 @@ def _preempt_nb(st, reqs, i, r, now, n_new, block_size):
             return False
         push_event_nb(st, i, now, np.int64(EV_PREEMPTION), np.int64(victim))
         rq[victim].progress = 0
+        publish_deferred_nb(st, i, victim)
         store_release_nb(st, i, victim)
         wq_push_front_nb(st.wq, ist, i, victim)
         if victim == r:
@@ -169,13 +170,13 @@ def _close_itl_span_nb(st, i, r):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _decode_new_block_nb(st, reqs, i, r, now, n_new, block_size):
     """KV for a decode token that opens a new block; False when the batch cannot continue."""
     # In decode the reference pops one free block without a free-count check; when one
     # is there, do just that here.
     ist, rq, blocks, cs = st.ist, st.rq, st.blocks, st.cs
-    b = pop_free_block_nb(blocks, st.ht_key, st.ht_val, ist, cs, i)
+    b = pop_free_block_nb(blocks, st.ht, ist, cs, i)
     if b != -1:
         blk = blocks[i, b]
         blk.ntok = 1
@@ -206,7 +207,7 @@ def _schedule_running_nb(cfg, st, reqs, i, now, n_snap, budget):
 
     The per-token path uses only arrays taken out of `st` and `reqs` up front.
     Returns (remaining budget, decode tokens scheduled)."""
-    ist, rq, rb, blocks, ht_key, ht_val, chash = st.ist, st.rq, st.rb, st.blocks, st.ht_key, st.ht_val, st.chash
+    ist, rq, rb, blocks, ht, chash = st.ist, st.rq, st.rb, st.blocks, st.ht, st.chash
     in_len, out_len, seq_off, ph, pow_table = reqs.in_len, reqs.out_len, reqs.seq_off, reqs.prefix_hash, reqs.pow_table
     block_size = cfg.block_size
     threshold = cfg.long_prefill_token_threshold
@@ -229,7 +230,7 @@ def _schedule_running_nb(cfg, st, reqs, i, now, n_snap, budget):
             req.computed += n_new
         if req.progress >= in_len[r] and out_len[r] > 0:
             # the token fits in the request's partial last block (the common case), or opens one
-            if not try_append_decode_token_nb(blocks, ht_key, ht_val, rq, chash, i, r, ph, seq_off[r], req.progress,
+            if not try_append_decode_token_nb(blocks, ht, rq, chash, i, r, ph, seq_off[r], req.progress,
                                               pow_table, block_size):
                 if not _decode_new_block_nb(st, reqs, i, r, now, n_new, block_size):
                     break
@@ -315,7 +316,7 @@ def _complete_nb(cfg, st, reqs, i, r, now, advance, progress):
     False when working memory ran out."""
     ist, rq = st.ist, st.rq
     if reqs.out_len[r] > 0 and not try_append_decode_token_nb(
-            st.blocks, st.ht_key, st.ht_val, rq, st.chash, i, r, reqs.prefix_hash, reqs.seq_off[r], progress,
+            st.blocks, st.ht, rq, st.chash, i, r, reqs.prefix_hash, reqs.seq_off[r], progress,
             reqs.pow_table, cfg.block_size):
         if not store_allocate_nb(st, reqs, i, r, cfg.block_size, progress, progress + 1, st.lookup_ids,
                                  np.int64(0)):
@@ -368,7 +369,8 @@ def _execute_nb(cfg, st, reqs, i, now, advance):
         if progress == n_in:
             req.flag_bits |= RF_HAS_TTFT
             req.first_token = now + token_time - arrival[r]
-        if progress != n_in + max(out_len[r], 1) - 1:
+        n_out_r = out_len[r]
+        if progress != n_in + (n_out_r if n_out_r > 1 else 1) - 1:
             rb[i, n_left] = r
             n_left += 1
             continue

@@ -17,72 +17,93 @@ from .hashing import concat_hash_nb, mulmod_nb, slice_hash_nb, submod_nb
 from .prefetch import prefetch_nb
 
 HT_EMPTY = np.uint64(1 << 63)  # real keys are < 2**61
+# a block's `hashed`: no prefix hash; a hash that is in the prefix map; a hash kept out of it
+HASH_NONE = 0
+HASH_PUBLISHED = 1
+HASH_DEFERRED = 2
 
 
 # ---------------------------------------------------------------- hash map
+# ht[i, s] holds a key and its value side by side (one cache miss per probe, not two); the
+# last column's value counts the map's modifications, so a lookup can be reused while the
+# map is unchanged. Capacity: ht.shape[1] - 1 slots, a power of two.
+ht_slot_dt = np.dtype((np.record, np.dtype([("key", np.uint64), ("val", np.int64)], align=True)))
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def _home_nb(key, mask):
     return np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
 
 
+@njit(cache=True, error_model="numpy")
+def new_hash_map_nb(rows, capacity):
+    """An empty map per row with `capacity` slots (a power of two)."""
+    ht = np.empty((rows, capacity + 1), dtype=ht_slot_dt)
+    for i in range(rows):
+        for s in range(capacity):
+            ht[i, s].key = HT_EMPTY
+        ht[i, capacity].key = HT_EMPTY
+        ht[i, capacity].val = 0
+    return ht
+
+
 @njit(cache=True, error_model="numpy", forceinline=True)
-def ht_get_nb(ht_key, ht_val, i, key):
-    mask = ht_key.shape[1] - 1
+def ht_get_nb(ht, i, key):
+    mask = ht.shape[1] - 2
     s = _home_nb(key, mask)
     while True:
-        k = ht_key[i, s]
-        if k == HT_EMPTY:
+        slot = ht[i, s]
+        if slot.key == HT_EMPTY:
             return -1
-        if k == key:
-            return ht_val[i, s]
+        if slot.key == key:
+            return slot.val
         s = (s + 1) & mask
 
 
-# ht_val has one column more than ht_key: ht_val[i, capacity] counts the map's
-# modifications, so a lookup can be reused while the map is unchanged.
 @njit(cache=True, error_model="numpy", inline="always")
-def ht_version_nb(ht_key, ht_val, i):
-    return ht_val[i, ht_key.shape[1]]
+def ht_version_nb(ht, i):
+    return ht[i, ht.shape[1] - 1].val
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
-def ht_put_nb(ht_key, ht_val, i, key, value):
-    ht_val[i, ht_key.shape[1]] += 1
-    mask = ht_key.shape[1] - 1
+def ht_put_nb(ht, i, key, value):
+    mask = ht.shape[1] - 2
+    ht[i, mask + 1].val += 1
     s = _home_nb(key, mask)
     while True:
-        k = ht_key[i, s]
+        slot = ht[i, s]
+        k = slot.key
         if k == HT_EMPTY or k == key:
-            ht_key[i, s] = key
-            ht_val[i, s] = value
+            slot.key = key
+            slot.val = value
             return
         s = (s + 1) & mask
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
-def ht_delete_nb(ht_key, ht_val, i, key):
-    mask = ht_key.shape[1] - 1
+def ht_delete_nb(ht, i, key):
+    mask = ht.shape[1] - 2
     s = _home_nb(key, mask)
     while True:
-        k = ht_key[i, s]
+        k = ht[i, s].key
         if k == HT_EMPTY:
             return
         if k == key:
             break
         s = (s + 1) & mask
-    ht_val[i, ht_key.shape[1]] += 1
+    ht[i, mask + 1].val += 1
     # backward-shift deletion keeps every probe chain unbroken without tombstones
     hole = s
     j = (s + 1) & mask
-    while ht_key[i, j] != HT_EMPTY:
-        home = _home_nb(ht_key[i, j], mask)
+    while ht[i, j].key != HT_EMPTY:
+        home = _home_nb(ht[i, j].key, mask)
         # move j into the hole unless its home lies cyclically in (hole, j]
         if (j > hole and (home <= hole or home > j)) or (j < hole and (home <= hole and home > j)):
-            ht_key[i, hole] = ht_key[i, j]
-            ht_val[i, hole] = ht_val[i, j]
+            ht[i, hole].key = ht[i, j].key
+            ht[i, hole].val = ht[i, j].val
             hole = j
         j = (j + 1) & mask
-    ht_key[i, hole] = HT_EMPTY
+    ht[i, hole].key = HT_EMPTY
 
 
 # ---------------------------------------------------------------- free list
@@ -98,6 +119,7 @@ def _free_list_append_nb(blocks, ist, i, b):
         ist[i].free_head = b
         ist[i].free_tail = b
         blocks[i, b].prev = -1
+    ist[i].free_len += 1
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -114,10 +136,11 @@ def _free_list_remove_nb(blocks, ist, i, b):
         ist[i].free_tail = prev
     blocks[i, b].next = -1
     blocks[i, b].prev = -1
+    ist[i].free_len -= 1
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
-def pop_free_block_nb(blocks, ht_key, ht_val, ist, cs, i):
+def pop_free_block_nb(blocks, ht, ist, cs, i):
     """The reference's popFreeBlock: take the LRU head, drop its prefix hash. -1 when none."""
     touched = ist[i].kv_touched
     if touched < ist[i].kv_total:
@@ -127,12 +150,11 @@ def pop_free_block_nb(blocks, ht_key, ht_val, ist, cs, i):
         b = touched
         ist[i].kv_touched = touched + 1
         # first use of this block's (uninitialised) slot
-        blocks[i, b].hashed = 0
+        blocks[i, b].hashed = HASH_NONE
         blocks[i, b].prev = -1
         blocks[i, b].next = -1
         blocks[i, b].ref = 0
         blocks[i, b].in_use = 0
-        blocks[i, b].cpu_valid = 0
     else:
         b = ist[i].free_head
         if b == -1:
@@ -142,23 +164,32 @@ def pop_free_block_nb(blocks, ht_key, ht_val, ist, cs, i):
         if head != -1:
             # the next pop reads this record (blocks are reused at random): ask for it now
             prefetch_nb(blocks, (i, head))
-    if blocks[i, b].hashed != 0:
-        # deletes the key even when it now names another block, as the reference does
-        ht_delete_nb(ht_key, ht_val, i, blocks[i, b].hash)
-        blocks[i, b].hashed = 0
+    hashed = blocks[i, b].hashed
+    if hashed != HASH_NONE:
+        if hashed == HASH_PUBLISHED:
+            # deletes the key even when it now names another block, as the reference does
+            ht_delete_nb(ht, i, blocks[i, b].hash)
+        blocks[i, b].hashed = HASH_NONE
     blocks[i, b].ntok = 0
     return b
 
 
 @njit(cache=True, error_model="numpy")
 def count_free_list_nb(blocks, ist, i):
-    """Walk the free list (for the conservation invariant, not the hot path)."""
+    """Walk the free list (tests check it against the kept count, free_blocks_nb)."""
     n = ist[i].kv_total - ist[i].kv_touched
     b = ist[i].free_head
     while b != -1:
         n += 1
         b = blocks[i, b].next
     return n
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def free_blocks_nb(ist, i):
+    """Free blocks: the untouched ones plus the explicit list (whose length is kept, not walked:
+    a walk at the end of a run chases every free block's link, a cache miss each)."""
+    return ist[i].kv_total - ist[i].kv_touched + ist[i].free_len
 
 
 # ---------------------------------------------------------------- request block lists
@@ -215,7 +246,7 @@ def release_blocks_nb(st, i, r):
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
-def lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, block_size, out_ids):
+def lookup_cached_blocks_nb(ht, ist, i, ph, seq_start, input_len, block_size, out_ids):
     """The reference's GetCachedBlocks: longest run of cached full input blocks.
 
     Counts a hit per matched block on every call (also for requests that then fail
@@ -224,7 +255,7 @@ def lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, bl
     n = input_len // block_size
     count = 0
     for k in range(n):
-        b = ht_get_nb(ht_key, ht_val, i, ph[seq_start + (k + 1) * block_size])
+        b = ht_get_nb(ht, i, ph[seq_start + (k + 1) * block_size])
         if b == -1:
             break
         out_ids[count] = b
@@ -237,8 +268,8 @@ def lookup_cached_blocks_nb(ht_key, ht_val, ist, i, ph, seq_start, input_len, bl
 def lookup_cached_blocks_memo_nb(st, reqs, i, r, block_size, out_ids):
     """lookup_cached_blocks_nb for request r, reusing the previous answer for the same request
     while the prefix map is unchanged (a request blocked at the queue head is looked up every step)."""
-    ht_key, ht_val, ist, memo_ids = st.ht_key, st.ht_val, st.ist, st.memo_ids
-    version = ht_version_nb(ht_key, ht_val, i)
+    ht, ist, memo_ids = st.ht, st.ist, st.memo_ids
+    version = ht_version_nb(ht, i)
     inst = ist[i]
     if inst.memo_req == r and inst.memo_version == version:
         count = inst.memo_count
@@ -246,7 +277,7 @@ def lookup_cached_blocks_memo_nb(st, reqs, i, r, block_size, out_ids):
             out_ids[k] = memo_ids[i, k]
         inst.cache_hits += count
         return count
-    count = lookup_cached_blocks_nb(ht_key, ht_val, ist, i, reqs.prefix_hash, reqs.seq_off[r], reqs.in_len[r],
+    count = lookup_cached_blocks_nb(ht, ist, i, reqs.prefix_hash, reqs.seq_off[r], reqs.in_len[r],
                                     block_size, out_ids)
     for k in range(count):
         memo_ids[i, k] = out_ids[k]
@@ -259,9 +290,12 @@ def lookup_cached_blocks_memo_nb(st, reqs, i, r, block_size, out_ids):
 @njit(cache=True, error_model="numpy", forceinline=True)
 def allocate_blocks_nb(st, reqs, i, r, block_size, start_index, end_index, cached_ids, n_cached):
     """The reference's AllocateKVBlocks; see _allocate_blocks_body_nb."""
+    req = st.rq[r]
+    if req.latest_block != -1:
+        # the decode fast path counts tokens on the request only
+        st.blocks[i, req.latest_block].ntok = req.latest_ntok
     ok = _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index, cached_ids, n_cached)
     # success or not (the reference does not roll back), refresh the request's last-block copy
-    req = st.rq[r]
     node = req.map_last
     if node == -1:
         req.latest_block = -1
@@ -274,11 +308,40 @@ def allocate_blocks_nb(st, reqs, i, r, block_size, start_index, end_index, cache
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _close_block_nb(blocks, ht_key, ht_val, i, b, h):
-    """Block b of instance i now holds the token prefix whose hash is h: publish it."""
+def close_block_nb(blocks, ht, i, b, h, defer):
+    """Block b of instance i now holds the token prefix whose hash is h: publish it in the
+    prefix map, or, for a request whose hashes no other request can meet (defer != 0),
+    keep it on the block until the request is preempted (publish_deferred_nb).
+
+    Deferring is exact: only lookups read the map, a request looks up only its own input
+    prefixes, and it does so only while it holds no blocks: first (when none of its
+    hashes is in the map either way) and after a preemption (when they are published).
+    No other request can write or look up such a hash (see private_requests_nb). Most
+    workloads share no prefixes, so most blocks then never touch the map, whose every
+    probe is a cache miss."""
     blocks[i, b].hash = h
-    blocks[i, b].hashed = 1
-    ht_put_nb(ht_key, ht_val, i, h, b)
+    if defer != 0:
+        blocks[i, b].hashed = HASH_DEFERRED
+    else:
+        blocks[i, b].hashed = HASH_PUBLISHED
+        ht_put_nb(ht, i, h, b)
+
+
+@njit(cache=True, error_model="numpy")
+def publish_deferred_nb(st, i, r):
+    """Request r is being preempted: put the hashes its blocks hold into the prefix map (where
+    the reference has had them since the blocks filled), and publish from now on."""
+    rq, nodes, blocks, ht = st.rq, st.nodes, st.blocks, st.ht
+    if rq[r].defer_keys == 0:
+        return
+    node = rq[r].map_last
+    while node != -1:
+        b = nodes[node].block
+        if blocks[i, b].hashed == HASH_DEFERRED:
+            blocks[i, b].hashed = HASH_PUBLISHED
+            ht_put_nb(ht, i, blocks[i, b].hash, b)
+        node = nodes[node].prev
+    rq[r].defer_keys = 0
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
@@ -289,8 +352,7 @@ def _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index,
     its blocks: first into a partially filled last block, then into fresh blocks. In
     decode only the single token at start_index is written and end_index is ignored.
     """
-    blocks, ht_key, ht_val, ist, rq, nodes, cs, chash = (st.blocks, st.ht_key, st.ht_val, st.ist, st.rq,
-                                                           st.nodes, st.cs, st.chash)
+    blocks, ht, ist, rq, nodes, cs, chash = st.blocks, st.ht, st.ist, st.rq, st.nodes, st.cs, st.chash
     pow_table = reqs.pow_table
     seq_start = reqs.seq_off[r]
     ph = reqs.prefix_hash[seq_start:]
@@ -332,13 +394,13 @@ def _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index,
             done += take
             if latest_ntok + take == block_size:
                 # the block closes the request's whole token list so far
-                _close_block_nb(blocks, ht_key, ht_val, i, latest, chash[r])
+                close_block_nb(blocks, ht, i, latest, chash[r], rq[r].defer_keys)
         else:
             for _ in range(n_new_blocks):
-                if in_prefill and done + 2 * block_size <= n_new:
+                if in_prefill and done + 2 * block_size <= n_new and rq[r].defer_keys == 0:
                     # the next block's slot in the prefix map, fetched while this block is filled
-                    prefetch_nb(ht_key, (i, _home_nb(ph[start_index + done + 2 * block_size], ht_key.shape[1] - 1)))
-                b = pop_free_block_nb(blocks, ht_key, ht_val, ist, cs, i)
+                    prefetch_nb(ht, (i, _home_nb(ph[start_index + done + 2 * block_size], ht.shape[1] - 2)))
+                b = pop_free_block_nb(blocks, ht, ist, cs, i)
                 if b == -1:
                     return False
                 end = min(done + block_size, n_new)
@@ -350,7 +412,7 @@ def _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index,
                 ist[i].kv_used += 1
                 ist[i].cache_misses += 1
                 if take == block_size and in_prefill:
-                    _close_block_nb(blocks, ht_key, ht_val, i, b, ph[start_index + end])
+                    close_block_nb(blocks, ht, i, b, ph[start_index + end], rq[r].defer_keys)
                 if not list_append_nb(rq, nodes, cs, r, b):
                     return False
                 a = start_index + done
@@ -363,30 +425,31 @@ def _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index,
 @njit(cache=True, error_model="numpy")
 def _reload_from_cpu_nb(st, i, block_size):
     """Bring offloaded prefix blocks back as free, cached GPU blocks (lowest GPU id first)."""
-    blocks, ht_key, ht_val, ist, cs = st.blocks, st.ht_key, st.ht_val, st.ist, st.cs
+    blocks, cpu_blocks, ht, ist, cs = st.blocks, st.cpu_blocks, st.ht, st.ist, st.cs
     inst = ist[i]
     reloaded = False
     if inst.cpu_entries == 0:
         return False
     for src in range(inst.kv_touched):
-        if blocks[i, src].cpu_valid == 0:
+        copy = cpu_blocks[i, src]
+        if copy.cpu_valid == 0:
             continue
-        h = blocks[i, src].cpu_hash
-        if ht_get_nb(ht_key, ht_val, i, h) != -1:
+        h = copy.cpu_hash
+        if ht_get_nb(ht, i, h) != -1:
             continue
-        b = pop_free_block_nb(blocks, ht_key, ht_val, ist, cs, i)
+        b = pop_free_block_nb(blocks, ht, ist, cs, i)
         if b == -1:
             break
-        blocks[i, b].ntok = blocks[i, src].cpu_ntok
+        blocks[i, b].ntok = copy.cpu_ntok
         blocks[i, b].ref = 0
         blocks[i, b].in_use = 0
-        _close_block_nb(blocks, ht_key, ht_val, i, b, h)
+        close_block_nb(blocks, ht, i, b, h, 0)
         _free_list_append_nb(blocks, ist, i, b)
         inst.pending_transfer += inst.transfer_base_latency + int(
             np.ceil(float(block_size) / inst.transfer_bandwidth))
-        if inst.tier_clock - blocks[i, src].cpu_time < 1000:
+        if inst.tier_clock - copy.cpu_time < 1000:
             inst.thrashing += 1
-        blocks[i, src].cpu_valid = 0
+        copy.cpu_valid = 0
         inst.cpu_entries -= 1
         inst.cpu_used -= 1
         inst.cpu_hits += 1
@@ -404,7 +467,7 @@ def store_allocate_nb(st, reqs, i, r, block_size, start_index, end_index, cached
         return False
     if _reload_from_cpu_nb(st, i, block_size):
         lookup_ids = st.lookup_ids
-        n_new_cached = lookup_cached_blocks_nb(st.ht_key, st.ht_val, ist, i, reqs.prefix_hash, reqs.seq_off[r],
+        n_new_cached = lookup_cached_blocks_nb(st.ht, ist, i, reqs.prefix_hash, reqs.seq_off[r],
                                                reqs.in_len[r], block_size, lookup_ids)
         new_start = n_new_cached * block_size
         if new_start > start_index:
@@ -420,7 +483,7 @@ def store_allocate_nb(st, reqs, i, r, block_size, start_index, end_index, cached
 def store_release_nb(st, i, r):
     """Release through the KV store; with a CPU tier, offload cached free blocks while the GPU is busy."""
     release_blocks_nb(st, i, r)
-    blocks, ht_key, ht_val, ist = st.blocks, st.ht_key, st.ht_val, st.ist
+    blocks, ht, ist = st.blocks, st.ht, st.ist
     inst = ist[i]
     capacity = inst.cpu_capacity
     if capacity <= 0:
@@ -433,28 +496,29 @@ def store_release_nb(st, i, r):
             break
         # first free block (LRU order) holding cached content; untouched blocks hold none
         b = inst.free_head
-        while b != -1 and blocks[i, b].hashed == 0:
+        while b != -1 and blocks[i, b].hashed == HASH_NONE:
             b = blocks[i, b].next
         if b == -1:
             break
         blk = blocks[i, b]
-        if blk.cpu_valid == 0:
+        copy = st.cpu_blocks[i, b]
+        if copy.cpu_valid == 0:
             inst.cpu_entries += 1
-        blk.cpu_valid = 1
-        blk.cpu_time = inst.tier_clock
-        blk.cpu_ntok = blk.ntok
-        blk.cpu_hash = blk.hash
+        copy.cpu_valid = 1
+        copy.cpu_time = inst.tier_clock
+        copy.cpu_ntok = blk.ntok
+        copy.cpu_hash = blk.hash
         inst.cpu_used += 1
         inst.offloads += 1
         _free_list_remove_nb(blocks, ist, i, b)
-        ht_delete_nb(ht_key, ht_val, i, blk.hash)
-        blk.hashed = 0
+        ht_delete_nb(ht, i, blk.hash)
+        blk.hashed = HASH_NONE
         blk.ntok = 0
         _free_list_append_nb(blocks, ist, i, b)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def try_append_decode_token_nb(blocks, ht_key, ht_val, rq, chash, i, r, ph, seq_start, position, pow_table,
+def try_append_decode_token_nb(blocks, ht, rq, chash, i, r, ph, seq_start, position, pow_table,
                                block_size):
     """Fast path of a decode allocation: the token fits in the request's partial last block.
 
@@ -469,8 +533,7 @@ def try_append_decode_token_nb(blocks, ht_key, ht_val, rq, chash, i, r, ph, seq_
     if ntok == 0 or ntok >= block_size:
         return False
     latest = req.latest_block
-    blocks[i, latest].ntok = ntok + 1
-    req.latest_ntok = ntok + 1
+    req.latest_ntok = ntok + 1  # the block's own count follows when it fills (or is read: allocate_blocks_nb)
     n_pending = req.pend_len
     if n_pending > 0 and req.pend_start + n_pending == position:
         req.pend_len = n_pending + 1
@@ -479,6 +542,7 @@ def try_append_decode_token_nb(blocks, ht_key, ht_val, rq, chash, i, r, ph, seq_
         req.pend_start = position
         req.pend_len = 1
     if ntok + 1 == block_size:
+        blocks[i, latest].ntok = block_size
         commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table)
-        _close_block_nb(blocks, ht_key, ht_val, i, latest, chash[r])
+        close_block_nb(blocks, ht, i, latest, chash[r], req.defer_keys)
     return True

@@ -32,6 +32,7 @@ instance_dt = records([
     ("kv_touched", _I),  # blocks [touched, total) were never popped: the implicit head of the free list
     ("free_head", _I),  # explicit part of the free list (blocks released at least once)
     ("free_tail", _I),
+    ("free_len", _I),  # blocks on the explicit part of the free list
     ("cache_hits", _I),
     ("cache_misses", _I),
     ("preemption_happened", _I),
@@ -67,18 +68,24 @@ instance_dt = records([
     ("transfer_bandwidth", _F),
 ])
 
-# ---- one KV block of one instance: blocks[i, b]
+# ---- one KV block of one instance: blocks[i, b]. Blocks are reused in effectively random
+# order, so each touch is a cache miss: the fields every allocation and release touches fit in
+# 32 bytes (two blocks a cache line); the CPU tier's fields live apart, in cpu_blocks
+_I32 = np.int32
 block_dt = records([
-    ("ref", _I),
-    ("ntok", _I),
-    ("prev", _I),  # free-list links
-    ("next", _I),
-    ("in_use", _I),
-    ("hashed", _I),
+    ("ref", _I32),
+    ("ntok", _I32),
+    ("prev", _I32),  # free-list links
+    ("next", _I32),
+    ("in_use", _I32),
+    ("hashed", _I32),  # HASH_* (kernels.kv_cache)
+    ("hash", np.uint64),  # the prefix hash it closes (when hashed)
+])
+# ---- the CPU tier's copy of a GPU block: cpu_blocks[i, b] (shape (N, 0) without a CPU tier)
+cpu_block_dt = records([
     ("cpu_valid", _I),  # an offloaded copy of this GPU block is held on the CPU tier
     ("cpu_time", _I),
     ("cpu_ntok", _I),
-    ("hash", np.uint64),  # the prefix hash it closes (when hashed)
     ("cpu_hash", np.uint64),
 ])
 
@@ -103,9 +110,10 @@ request_dt = records([
     ("progress", _I),
     ("computed", _I),  # the reference's reqNumComputedTokens
     ("num_new", _I),
-    # copies of the request's last block id and its token count, so that the per-token
-    # decode path reads one request row instead of chasing node -> block (kept in sync
-    # by kv_cache.allocate_blocks_nb and release_blocks_nb)
+    # the request's last block id and its token count, so that the per-token decode path
+    # reads one request row instead of chasing node -> block. While the block fills, the
+    # count here is the true one: the block's own `ntok` is brought up to date when it
+    # fills and before kv_cache.allocate_blocks_nb reads it
     ("latest_ntok", _I),
     ("latest_block", _I),
     # decode tokens appended since the request's concatenated-block hash was last brought up
@@ -123,6 +131,8 @@ request_dt = records([
     # step of its instance while it decodes, so its records are spans of that instance's entries
     ("itl_span", _I),  # step-log entry where its current span began (-1: not decoding)
     ("spans", _I),  # head of its list of spans closed by preemption (-1: none)
+    # 1 while the prefix hashes of its blocks are kept out of the prefix map (kv_cache.close_block_nb)
+    ("defer_keys", _I),
 ])
 
 # ---- block-list nodes (a request's blocks, walked backwards): nodes[k]
@@ -158,8 +168,9 @@ cluster_dt = records([
 Requests = namedtuple("Requests", ("arrival", "in_len", "out_len", "seq_off", "id_rank", "prefix_hash",
                                    "pow_table"))
 # every working array of one configuration
-State = namedtuple("State", ("ist", "rq", "cs", "heap", "wq", "rb", "blocks", "ht_key", "ht_val", "nodes",
-                             "chash", "prio", "step_log", "spans", "cached_ids", "lookup_ids", "memo_ids"))
+State = namedtuple("State", ("ist", "rq", "cs", "heap", "wq", "rb", "blocks", "ht", "nodes",
+                             "chash", "prio", "step_log", "spans", "cached_ids", "lookup_ids", "memo_ids",
+                             "cpu_blocks"))
 # the packed workloads of a batch (blis_sweep.engine.PackedWorkloads) and the kernel's outputs
 Workloads = namedtuple("Workloads", ("start", "count", "arrival", "in_len", "out_len", "seq_off",
                                      "prefix_hash", "id_rank", "pow_table"))

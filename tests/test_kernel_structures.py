@@ -19,8 +19,8 @@ from blis_sweep.kernels import state as S
 from blis_sweep.kernels.event_heap import cluster_pop_nb, cluster_push_nb, heap_pop_nb, heap_push_nb
 from blis_sweep.kernels.instance import order_wait_queue_nb, wq_push_back_nb, wq_push_front_nb
 from blis_sweep.kernels.kv_cache import (
-    HT_EMPTY, _free_list_append_nb, _free_list_remove_nb, count_free_list_nb, ht_delete_nb, ht_get_nb, ht_put_nb,
-    ht_version_nb, pop_free_block_nb,
+    HT_EMPTY, _free_list_append_nb, _free_list_remove_nb, count_free_list_nb, free_blocks_nb, ht_delete_nb,
+    ht_get_nb, ht_put_nb, ht_version_nb, new_hash_map_nb, pop_free_block_nb,
 )
 from tests.oracle_sim import GoHeap, _Ev
 
@@ -48,27 +48,26 @@ ht_ops = st.lists(st.tuples(st.sampled_from(["put", "delete"]), st.sampled_from(
 @SETTINGS
 @given(ht_ops)
 def test_hash_map_behaves_like_a_dict(ops):
-    ht_key = np.full((2, HT_CAPACITY), HT_EMPTY, dtype=np.uint64)
-    ht_val = np.zeros((2, HT_CAPACITY + 1), dtype=np.int64)
+    ht = new_hash_map_nb(2, HT_CAPACITY)
     model: dict[int, int] = {}
     version = 0
     for op, key, value in ops:
         if op == "put":
             if key not in model and len(model) >= HT_CAPACITY - 1:
                 continue  # the kernel sizes the map so that it never fills
-            ht_put_nb(ht_key, ht_val, 1, np.uint64(key), value)
+            ht_put_nb(ht, 1, np.uint64(key), value)
             model[key] = value
             version += 1
         else:
-            ht_delete_nb(ht_key, ht_val, 1, np.uint64(key))
+            ht_delete_nb(ht, 1, np.uint64(key))
             if key in model:
                 del model[key]
                 version += 1  # a delete of an absent key leaves the map (and its version) as it was
         for k in HT_KEYS:
-            assert ht_get_nb(ht_key, ht_val, 1, np.uint64(k)) == model.get(k, -1), (op, key, k)
-        assert ht_version_nb(ht_key, ht_val, 1) == version
-    assert int(np.count_nonzero(ht_key[1] != HT_EMPTY)) == len(model)
-    assert np.all(ht_key[0] == HT_EMPTY)  # the other instance's row is untouched
+            assert ht_get_nb(ht, 1, np.uint64(k)) == model.get(k, -1), (op, key, k)
+        assert ht_version_nb(ht, 1) == version
+    assert int(np.count_nonzero(ht["key"][1, :HT_CAPACITY] != HT_EMPTY)) == len(model)
+    assert np.all(ht["key"][0] == HT_EMPTY)  # the other instance's row is untouched
 
 
 # ---------------------------------------------------------------- event heaps
@@ -124,17 +123,16 @@ def test_cluster_heap_pops_in_time_priority_sequence_order(events, pops_between)
 
 # ---------------------------------------------------------------- KV free list
 @njit
-def _pop_nb(blocks, ht_key, ht_val, ist, cs):
-    return pop_free_block_nb(blocks, ht_key, ht_val, ist, cs[0], 0)
+def _pop_nb(blocks, ht, ist, cs):
+    return pop_free_block_nb(blocks, ht, ist, cs[0], 0)
 
 
 def _one_instance_kv(total: int, room: int):
-    """(blocks, ist, cs, ht_key, ht_val) of one instance with `total` KV blocks, `room` of them backed."""
+    """(blocks, ist, cs, ht) of one instance with `total` KV blocks, `room` of them backed."""
     ist = np.zeros(1, dtype=S.instance_dt)
     ist["kv_total"] = total
     ist["free_head"] = ist["free_tail"] = -1
-    return (np.zeros((1, room), dtype=S.block_dt), ist, np.zeros(1, dtype=S.cluster_dt),
-            np.full((1, 16), HT_EMPTY, dtype=np.uint64), np.zeros((1, 17), dtype=np.int64))
+    return np.zeros((1, room), dtype=S.block_dt), ist, np.zeros(1, dtype=S.cluster_dt), new_hash_map_nb(1, 16)
 
 
 free_list_ops = st.lists(st.tuples(st.sampled_from(["pop", "release", "adopt"]), st.integers(0, 1000)),
@@ -146,13 +144,13 @@ free_list_ops = st.lists(st.tuples(st.sampled_from(["pop", "release", "adopt"]),
 def test_free_list_is_lru_with_an_implicit_untouched_head(total, ops):
     """Blocks start as the list 0..total-1; a pop takes the head, a release appends at the tail,
     adopting a cached free block takes it out wherever it is."""
-    blocks, ist, cs, ht_key, ht_val = _one_instance_kv(total, total)
+    blocks, ist, cs, ht = _one_instance_kv(total, total)
     free = deque(range(total))
     in_use: list[int] = []
     released: set[int] = set()  # free blocks that were used once (the explicit part of the list)
     for op, pick in ops:
         if op == "pop":
-            b = _pop_nb(blocks, ht_key, ht_val, ist, cs)
+            b = _pop_nb(blocks, ht, ist, cs)
             assert b == (free.popleft() if free else -1)
             if b >= 0:
                 in_use.append(b)
@@ -169,25 +167,26 @@ def test_free_list_is_lru_with_an_implicit_untouched_head(total, ops):
             released.discard(b)
             in_use.append(b)
         assert count_free_list_nb(blocks, ist, 0) == len(free)
+        assert free_blocks_nb(ist, 0) == len(free)  # the kept count the metrics report
     assert cs[0]["status"] == 0
 
 
 def test_popping_a_cached_block_drops_its_prefix_hash():
-    blocks, ist, cs, ht_key, ht_val = _one_instance_kv(2, 2)
-    assert [_pop_nb(blocks, ht_key, ht_val, ist, cs) for _ in range(2)] == [0, 1]
+    blocks, ist, cs, ht = _one_instance_kv(2, 2)
+    assert [_pop_nb(blocks, ht, ist, cs) for _ in range(2)] == [0, 1]
     blocks[0, 1]["hash"] = 12345
     blocks[0, 1]["hashed"] = 1
-    ht_put_nb(ht_key, ht_val, 0, np.uint64(12345), 1)
+    ht_put_nb(ht, 0, np.uint64(12345), 1)
     _free_list_append_nb(blocks, ist, 0, 1)
-    assert _pop_nb(blocks, ht_key, ht_val, ist, cs) == 1
-    assert ht_get_nb(ht_key, ht_val, 0, np.uint64(12345)) == -1
+    assert _pop_nb(blocks, ht, ist, cs) == 1
+    assert ht_get_nb(ht, 0, np.uint64(12345)) == -1
     assert blocks[0, 1]["hashed"] == 0
-    assert _pop_nb(blocks, ht_key, ht_val, ist, cs) == -1
+    assert _pop_nb(blocks, ht, ist, cs) == -1
 
 
 def test_touching_more_blocks_than_the_working_memory_holds_reports_capacity():
-    blocks, ist, cs, ht_key, ht_val = _one_instance_kv(5, 2)  # room for 2 of the 5 blocks
-    assert [_pop_nb(blocks, ht_key, ht_val, ist, cs) for _ in range(3)] == [0, 1, -1]
+    blocks, ist, cs, ht = _one_instance_kv(5, 2)  # room for 2 of the 5 blocks
+    assert [_pop_nb(blocks, ht, ist, cs) for _ in range(3)] == [0, 1, -1]
     assert cs[0]["status"] == L.STATUS_CAPACITY
 
 
