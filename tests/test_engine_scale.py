@@ -21,7 +21,7 @@ NEEDS_JIT = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_J
 @NEEDS_JIT
 def test_a_cold_compile_is_announced_with_its_expected_duration(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(engine, "kernels_cached", lambda: False)
-    monkeypatch.setattr(engine, "_warm_up_run", lambda: None)
+    monkeypatch.setattr(engine, "_warm_up_run", lambda cold=False: None)
     monkeypatch.setattr(engine, "_cache_dir", lambda: tmp_path / "kernels-x")
     engine.ensure_compiled()
     first = capsys.readouterr().err.splitlines()
@@ -33,9 +33,29 @@ def test_a_cold_compile_is_announced_with_its_expected_duration(monkeypatch, cap
     assert capsys.readouterr().err.splitlines()[0] == "compiling simulation kernels (one time, about 42 s)..."
 
 
+@NEEDS_JIT
+def test_a_cold_start_compiles_the_trace_reader_in_a_second_process(monkeypatch):
+    """The engine compiles here while the trace reader compiles beside it; its command works."""
+    launched = []
+
+    class FakeProcess:
+        def __init__(self, command, **kwargs):
+            launched.append(command)
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(engine.subprocess, "Popen", FakeProcess)
+    engine._warm_up_run(cold=True)
+    assert launched == [engine.TRACE_READER_WARM_UP]
+    monkeypatch.undo()
+    assert subprocess.run(engine.TRACE_READER_WARM_UP, capture_output=True).returncode == 0
+
+
 def test_warm_kernels_start_silently(monkeypatch, capsys):
     monkeypatch.setattr(engine, "kernels_cached", lambda: True)
-    monkeypatch.setattr(engine, "_warm_up_run", lambda: None)
+    monkeypatch.setattr(engine, "_warm_up_run", lambda cold=False: None)
     engine.ensure_compiled()
     assert capsys.readouterr().err == ""
 
