@@ -91,7 +91,7 @@ while time.perf_counter() - t0 < seconds:
 GROUPS = (
     ("_event_loop_nb", "event loop, step, batch formation, decode path (inlined by Numba)"),
     ("simulate_config_nb", "one configuration: working memory, metrics blocks"),
-    ("simulate_batch_nb", "the loop over configurations"),
+    ("simulate_batch_nb", "the loop over configurations (with one configuration's set-up inlined)"),
     ("kv_cache", "KV blocks: free list, prefix map, allocation, release"),
     ("event_heap", "event heaps"),
     ("metrics", "end-of-run statistics (sorts, percentiles, anomaly counters)"),
