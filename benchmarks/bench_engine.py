@@ -37,13 +37,15 @@ CHAT = dict(prefix_tokens=0, prompt_mean=512, prompt_std=256, prompt_min=2, prom
             output_mean=256, output_std=128, output_min=2, output_max=7000)
 
 
-def sweep(n_configs: int, n_requests: int, instances: int):
-    """Rates x batch limits, like a saturation sweep; one workload per rate."""
+def sweep(n_configs: int, n_requests: int, instances: int, prefix_tokens: int = 0):
+    """Rates x batch limits, like a saturation sweep; one workload per rate (prefix_tokens: a
+    prompt prefix all requests share, like a system prompt)."""
     rates = np.linspace(2.0, 40.0, 16) * instances
     limits = [(64, 1024), (128, 2048), (256, 2048), (256, 4096)]
     workloads, configs, wids = [], [], []
     for k, rate in enumerate(rates[:n_configs]):  # only the workloads a configuration uses
-        workloads.append(distribution_workload(float(rate), n_requests, seed=42 + k, **CHAT))
+        workloads.append(distribution_workload(float(rate), n_requests, seed=42 + k,
+                                               **dict(CHAT, prefix_tokens=prefix_tokens)))
     k = 0
     while len(configs) < n_configs:
         w = k % len(workloads)
@@ -66,7 +68,8 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def time_reference(binary: str, configs, workloads, wids, rates, n: int, workload_kind: str) -> dict:
+def time_reference(binary: str, configs, workloads, wids, rates, n: int, workload_kind: str,
+                   prefix_tokens: int = 0) -> dict:
     """Run the reference's `run` once per configuration (the first n of the sweep), as a shell
     loop would; CPU seconds of the child processes. workload_kind "traces" replays our
     workloads as trace files; "distribution" lets the reference generate the same kind."""
@@ -87,7 +90,8 @@ def time_reference(binary: str, configs, workloads, wids, rates, n: int, workloa
                 args += ["--workload", "distribution", "--rate", str(rates[wids[k]]), "--max-prompts",
                          str(w.num_requests), "--prompt-tokens", str(CHAT["prompt_mean"]), "--prompt-tokens-stdev",
                          str(CHAT["prompt_std"]), "--output-tokens", str(CHAT["output_mean"]),
-                         "--output-tokens-stdev", str(CHAT["output_std"])]
+                         "--output-tokens-stdev", str(CHAT["output_std"]),
+                         "--prefix-tokens", str(prefix_tokens)]
             commands.append(args)
         before = os.times()
         t0 = time.perf_counter()
@@ -144,6 +148,8 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=256)
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--instances", type=int, default=1)
+    ap.add_argument("--prefix-tokens", type=int, default=0,
+                    help="a prompt prefix shared by all requests (benchmark engine_prefixN_...)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--reference-binary", default="")
     ap.add_argument("--reference-configs", type=int, default=16)
@@ -156,7 +162,7 @@ def main() -> None:
     if args.long:
         args.configs, args.requests, args.repeats = 16, 50_000, 1
 
-    configs, workloads, wids, rates = sweep(args.configs, args.requests, args.instances)
+    configs, workloads, wids, rates = sweep(args.configs, args.requests, args.instances, args.prefix_tokens)
     packed = pack_workloads(workloads)
     t0 = time.perf_counter()
     simulate(configs[:1], workloads, wids[:1], packed=packed)  # JIT compile (or load the on-disk cache)
@@ -175,7 +181,8 @@ def main() -> None:
     cpu = min(r[1] for r in runs)
     cores = os.cpu_count() or 1
     record = {
-        "benchmark": f"engine_{'long_' if args.long else ''}{args.instances}inst", "configs": len(configs), "requests_per_config": args.requests,
+        "benchmark": (f"engine_{'long_' if args.long else ''}"
+                      f"{f'prefix{args.prefix_tokens}_' if args.prefix_tokens else ''}{args.instances}inst"), "configs": len(configs), "requests_per_config": args.requests,
         "instances": args.instances, "simulated_requests": simulated, "compile_s": round(compile_s, 3),
         "wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "cores": cores, "cpu": cpu_model(),
         "configs_per_s": len(configs) / wall, "requests_per_s": simulated / wall,
@@ -183,7 +190,7 @@ def main() -> None:
     }
     if args.reference_binary:
         ref = time_reference(args.reference_binary, configs, workloads, wids, rates, args.reference_configs,
-                             args.reference_workload)
+                             args.reference_workload, args.prefix_tokens)
         record["reference"] = ref
         record["speedup_per_cpu_s"] = record["requests_per_cpu_s"] / ref["requests_per_cpu_s"]
     if emit(record, args.record, args.json):

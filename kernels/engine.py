@@ -19,7 +19,7 @@ from .borrow import borrowed_nb, keep_alive_nb
 from .decision_trace import record_routing_nb, routing_scores_nb
 from .event_heap import cluster_pop_nb, cluster_push_nb, heap_pop_nb
 from .instance import on_arrival_nb, on_queued_nb, push_event_nb, step_nb
-from .kv_cache import free_blocks_nb, ht_get_nb, ht_put_nb, new_hash_map_nb
+from .kv_cache import NEVER_PRIVATE, free_blocks_nb, ht_get_nb, ht_put_nb, new_hash_map_nb
 from .layout import (
     ADMIT_REJECT_ALL, ADMIT_TOKEN_BUCKET, RF_ADMISSION_DECIDED, RF_REJECTED, RF_ROUTED, ROUTE_ALWAYS_BUSIEST,
     ROUTE_LEAST_LOADED, ROUTE_PREFIX_AFFINITY, ROUTE_WEIGHTED, STATUS_CAPACITY,
@@ -124,40 +124,56 @@ def _init_state_nb(cfg, st, reqs, n):
         req.spans = -1
     st.cs.node_free = -1
     st.cs.bucket_tokens = cfg.token_bucket_capacity
-    _mark_private_requests_nb(cfg, reqs, n, rq)
+    _mark_private_prefixes_nb(cfg, reqs, n, rq)
 
 
 @njit(cache=True, error_model="numpy")
-def _mark_private_requests_nb(cfg, reqs, n, rq):
-    """defer_keys = 1 for the requests whose block hashes no other request of the run has
-    (kv_cache.close_block_nb keeps those out of the prefix map until needed).
+def _mark_private_prefixes_nb(cfg, reqs, n, rq):
+    """rq[r].private_from: the token count from which request r's block hashes are its own (no
+    other request of the run has them), so that kv_cache.close_block_nb can keep those out of
+    the prefix map; NEVER_PRIVATE when none are (or with a CPU tier, whose reloads ask the map
+    about any hash).
 
-    Hashes identify token prefixes, so two requests share a block hash only if they share
-    their first block: a first-block hash that no other request has makes all of the
-    request's hashes its own. Off with a CPU tier, whose reloads ask the map for any hash."""
-    if cfg.kv_cpu_blocks > 0:
+    Hashes identify token prefixes, so a hash at block j is shared only with requests that
+    share all j blocks; once a request's hash at some block is unique among the hashes of all
+    requests at that block, so are all its later ones. Block by block, only the requests still
+    sharing are compared again (one radix sort of their hashes per block)."""
+    for r in range(n):
+        rq[r].private_from = NEVER_PRIVATE
+    if cfg.kv_cpu_blocks > 0 or n == 0:
         return
     block_size = cfg.block_size
-    in_len, out_len, seq_off, ph = reqs.in_len, reqs.out_len, reqs.seq_off, reqs.prefix_hash
-    first = np.empty(n, dtype=np.int64)
-    owner = np.empty(n, dtype=np.int64)
-    m = 0
-    for r in range(n):
-        if in_len[r] + out_len[r] >= block_size:
-            first[m] = np.int64(ph[seq_off[r] + block_size])  # hashes are < 2**61
-            owner[m] = r
-            m += 1
-        else:
-            rq[r].defer_keys = 1  # never fills a block
-    order = radix_argsort_nb(first[:m])
-    k = 0
-    while k < m:
-        j = k + 1
-        while j < m and first[order[j]] == first[order[k]]:
-            j += 1
-        if j == k + 1:
-            rq[owner[order[k]]].defer_keys = 1
-        k = j
+    seq_len = reqs.in_len[:n] + reqs.out_len[:n]
+    seq_off, ph = reqs.seq_off, reqs.prefix_hash
+    sharing = np.arange(n)  # requests whose hashes up to the current block are shared
+    keys = np.empty(n, dtype=np.int64)
+    still_sharing = np.empty(n, dtype=np.int64)
+    m = n
+    tokens = block_size
+    while m > 0:
+        k = 0
+        for q in range(m):
+            r = sharing[q]
+            if seq_len[r] >= tokens:  # shorter ones close no further block: nothing to keep out
+                sharing[k] = r
+                keys[k] = np.int64(ph[seq_off[r] + tokens])  # hashes are < 2**61
+                k += 1
+        order = radix_argsort_nb(keys[:k])
+        m = 0
+        a = 0
+        while a < k:
+            b = a + 1
+            while b < k and keys[order[b]] == keys[order[a]]:
+                b += 1
+            if b == a + 1:
+                rq[sharing[order[a]]].private_from = tokens
+            else:
+                for q in range(a, b):
+                    still_sharing[m] = sharing[order[q]]
+                    m += 1
+            a = b
+        sharing, still_sharing = still_sharing, sharing
+        tokens += block_size
 
 
 # ---------------------------------------------------------------- control plane

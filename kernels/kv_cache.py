@@ -21,6 +21,7 @@ HT_EMPTY = np.uint64(1 << 63)  # real keys are < 2**61
 HASH_NONE = 0
 HASH_PUBLISHED = 1
 HASH_DEFERRED = 2
+NEVER_PRIVATE = np.int64(1 << 62)  # a request's private_from when none of its hashes is its own
 
 
 # ---------------------------------------------------------------- hash map
@@ -310,17 +311,18 @@ def allocate_blocks_nb(st, reqs, i, r, block_size, start_index, end_index, cache
 @njit(cache=True, error_model="numpy", inline="always")
 def close_block_nb(blocks, ht, i, b, h, defer):
     """Block b of instance i now holds the token prefix whose hash is h: publish it in the
-    prefix map, or, for a request whose hashes no other request can meet (defer != 0),
-    keep it on the block until the request is preempted (publish_deferred_nb).
+    prefix map, or, when h is its request's own (defer: no other request's sequence has h,
+    see engine._mark_private_prefixes_nb), keep it on the block until the request is
+    preempted (publish_deferred_nb).
 
     Deferring is exact: only lookups read the map, a request looks up only its own input
     prefixes, and it does so only while it holds no blocks: first (when none of its
     hashes is in the map either way) and after a preemption (when they are published).
-    No other request can write or look up such a hash (see private_requests_nb). Most
-    workloads share no prefixes, so most blocks then never touch the map, whose every
-    probe is a cache miss."""
+    No other request can write or look up such a hash. Most blocks of most workloads hold
+    such hashes (past a shared system prompt or an earlier turn, prefixes differ), so they
+    never touch the map, whose every probe is a cache miss."""
     blocks[i, b].hash = h
-    if defer != 0:
+    if defer:
         blocks[i, b].hashed = HASH_DEFERRED
     else:
         blocks[i, b].hashed = HASH_PUBLISHED
@@ -332,7 +334,7 @@ def publish_deferred_nb(st, i, r):
     """Request r is being preempted: put the hashes its blocks hold into the prefix map (where
     the reference has had them since the blocks filled), and publish from now on."""
     rq, nodes, blocks, ht = st.rq, st.nodes, st.blocks, st.ht
-    if rq[r].defer_keys == 0:
+    if rq[r].private_from == NEVER_PRIVATE:
         return
     node = rq[r].map_last
     while node != -1:
@@ -341,7 +343,7 @@ def publish_deferred_nb(st, i, r):
             blocks[i, b].hashed = HASH_PUBLISHED
             ht_put_nb(ht, i, blocks[i, b].hash, b)
         node = nodes[node].prev
-    rq[r].defer_keys = 0
+    rq[r].private_from = NEVER_PRIVATE
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
@@ -394,10 +396,10 @@ def _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index,
             done += take
             if latest_ntok + take == block_size:
                 # the block closes the request's whole token list so far
-                close_block_nb(blocks, ht, i, latest, chash[r], rq[r].defer_keys)
+                close_block_nb(blocks, ht, i, latest, chash[r], start_index + done >= rq[r].private_from)
         else:
             for _ in range(n_new_blocks):
-                if in_prefill and done + 2 * block_size <= n_new and rq[r].defer_keys == 0:
+                if in_prefill and done + 2 * block_size <= n_new and start_index + done + 2 * block_size < rq[r].private_from:
                     # the next block's slot in the prefix map, fetched while this block is filled
                     prefetch_nb(ht, (i, _home_nb(ph[start_index + done + 2 * block_size], ht.shape[1] - 2)))
                 b = pop_free_block_nb(blocks, ht, ist, cs, i)
@@ -412,7 +414,7 @@ def _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index,
                 ist[i].kv_used += 1
                 ist[i].cache_misses += 1
                 if take == block_size and in_prefill:
-                    close_block_nb(blocks, ht, i, b, ph[start_index + end], rq[r].defer_keys)
+                    close_block_nb(blocks, ht, i, b, ph[start_index + end], start_index + end >= rq[r].private_from)
                 if not list_append_nb(rq, nodes, cs, r, b):
                     return False
                 a = start_index + done
@@ -443,7 +445,7 @@ def _reload_from_cpu_nb(st, i, block_size):
         blocks[i, b].ntok = copy.cpu_ntok
         blocks[i, b].ref = 0
         blocks[i, b].in_use = 0
-        close_block_nb(blocks, ht, i, b, h, 0)
+        close_block_nb(blocks, ht, i, b, h, False)
         _free_list_append_nb(blocks, ist, i, b)
         inst.pending_transfer += inst.transfer_base_latency + int(
             np.ceil(float(block_size) / inst.transfer_bandwidth))
@@ -544,5 +546,5 @@ def try_append_decode_token_nb(blocks, ht, rq, chash, i, r, ph, seq_start, posit
     if ntok + 1 == block_size:
         blocks[i, latest].ntok = block_size
         commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table)
-        close_block_nb(blocks, ht, i, latest, chash[r], req.defer_keys)
+        close_block_nb(blocks, ht, i, latest, chash[r], position + 1 >= req.private_from)
     return True

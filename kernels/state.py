@@ -70,7 +70,9 @@ instance_dt = records([
 
 # ---- one KV block of one instance: blocks[i, b]. Blocks are reused in effectively random
 # order, so each touch is a cache miss: the fields every allocation and release touches fit in
-# 32 bytes (two blocks a cache line); the CPU tier's fields live apart, in cpu_blocks
+# 32 bytes (two blocks a cache line); the CPU tier's fields live apart, in cpu_blocks. int32 is
+# enough: block ids stay below the working block count, which the up-front memory check keeps far
+# below 2**31 (2**31 blocks would need 64 GiB of records alone)
 _I32 = np.int32
 block_dt = records([
     ("ref", _I32),
@@ -131,8 +133,9 @@ request_dt = records([
     # step of its instance while it decodes, so its records are spans of that instance's entries
     ("itl_span", _I),  # step-log entry where its current span began (-1: not decoding)
     ("spans", _I),  # head of its list of spans closed by preemption (-1: none)
-    # 1 while the prefix hashes of its blocks are kept out of the prefix map (kv_cache.close_block_nb)
-    ("defer_keys", _I),
+    # the hashes of its blocks closing at this token count or later are its own and are kept
+    # out of the prefix map while it is not preempted (kv_cache.close_block_nb; NEVER_PRIVATE: none)
+    ("private_from", _I),
 ])
 
 # ---- block-list nodes (a request's blocks, walked backwards): nodes[k]
