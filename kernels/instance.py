@@ -230,7 +230,7 @@ def _schedule_running_nb(cfg, st, reqs, i, now, n_snap, budget):
             req.computed += n_new
         if req.progress >= in_len[r] and out_len[r] > 0:
             # the token fits in the request's partial last block (the common case), or opens one
-            if not try_append_decode_token_nb(blocks, ht, rq, chash, i, r, ph, seq_off[r], req.progress,
+            if not try_append_decode_token_nb(blocks, ht, ist, rq, chash, i, r, ph, seq_off[r], req.progress,
                                               pow_table, block_size):
                 if not _decode_new_block_nb(st, reqs, i, r, now, n_new, block_size):
                     break
@@ -260,6 +260,9 @@ def _schedule_waiting_nb(cfg, st, reqs, i, now, budget):
         n_new = min(n_new, budget)
         start = n_cached * block_size
         if not store_allocate_nb(st, reqs, i, r, block_size, start, start + n_new, cached_ids, n_cached):
+            # r keeps the blocks it got (the reference does not roll back) and is looked up
+            # again next step, so the hashes it closed must be in the map by then
+            publish_deferred_nb(st, i, r)
             break
         ist[i].wq_head += 1
         ist[i].wq_len -= 1
@@ -316,7 +319,7 @@ def _complete_nb(cfg, st, reqs, i, r, now, advance, progress):
     False when working memory ran out."""
     ist, rq = st.ist, st.rq
     if reqs.out_len[r] > 0 and not try_append_decode_token_nb(
-            st.blocks, st.ht, rq, st.chash, i, r, reqs.prefix_hash, reqs.seq_off[r], progress,
+            st.blocks, st.ht, ist, rq, st.chash, i, r, reqs.prefix_hash, reqs.seq_off[r], progress,
             reqs.pow_table, cfg.block_size):
         if not store_allocate_nb(st, reqs, i, r, cfg.block_size, progress, progress + 1, st.lookup_ids,
                                  np.int64(0)):

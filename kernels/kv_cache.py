@@ -308,21 +308,42 @@ def allocate_blocks_nb(st, reqs, i, r, block_size, start_index, end_index, cache
     return ok
 
 
+@njit(cache=True, error_model="numpy")
+def _stop_deferring_nb(blocks, ht, ist, i):
+    """Publish every hash kept out of instance i's prefix map, and keep none out from now on."""
+    for b in range(ist[i].kv_touched):
+        if blocks[i, b].hashed == HASH_DEFERRED:
+            blocks[i, b].hashed = HASH_PUBLISHED
+            ht_put_nb(ht, i, blocks[i, b].hash, b)
+    ist[i].defer_off = 1
+
+
 @njit(cache=True, error_model="numpy", inline="always")
-def close_block_nb(blocks, ht, i, b, h, defer):
-    """Block b of instance i now holds the token prefix whose hash is h: publish it in the
-    prefix map, or, when h is its request's own (defer: no other request's sequence has h,
-    see engine._mark_private_prefixes_nb), keep it on the block until the request is
-    preempted (publish_deferred_nb).
+def close_block_nb(blocks, ht, ist, i, b, h, canonical, private):
+    """Block b of instance i now closes its request's block list, whose hash is h: publish it
+    in the prefix map, or, when h is its request's own (private: the hash of the request's
+    sequence at this block, `canonical`, is one no other request has, see
+    engine._mark_private_prefixes_nb), keep it on the block until the request goes back to
+    waiting (publish_deferred_nb).
 
     Deferring is exact: only lookups read the map, a request looks up only its own input
-    prefixes, and it does so only while it holds no blocks: first (when none of its
-    hashes is in the map either way) and after a preemption (when they are published).
+    prefixes, and only while it waits: before its first admission (when none of its own
+    hashes is in the map either way), and after a preemption or an admission that failed
+    part-way (it keeps what it got): publish_deferred_nb runs on both.
     No other request can write or look up such a hash. Most blocks of most workloads hold
     such hashes (past a shared system prompt or an earlier turn, prefixes differ), so they
-    never touch the map, whose every probe is a cache miss."""
+    never touch the map, whose every probe is a cache miss.
+
+    A block list need not start at the sequence's start (the reference does not adopt a cached
+    prefix that covers the whole input), and then h is not the sequence's hash: it could be
+    any request's, so deferring stops for good on that instance (all kept hashes published
+    now, where the reference has had them since their blocks filled)."""
     blocks[i, b].hash = h
-    if defer:
+    if h != canonical:
+        if ist[i].defer_off == 0:
+            _stop_deferring_nb(blocks, ht, ist, i)
+        private = False
+    if private and ist[i].defer_off == 0:
         blocks[i, b].hashed = HASH_DEFERRED
     else:
         blocks[i, b].hashed = HASH_PUBLISHED
@@ -331,8 +352,9 @@ def close_block_nb(blocks, ht, i, b, h, defer):
 
 @njit(cache=True, error_model="numpy")
 def publish_deferred_nb(st, i, r):
-    """Request r is being preempted: put the hashes its blocks hold into the prefix map (where
-    the reference has had them since the blocks filled), and publish from now on."""
+    """Request r goes back to waiting (preempted, or its admission failed part-way): put the
+    hashes its blocks hold into the prefix map (where the reference has had them since the
+    blocks filled), and publish from now on."""
     rq, nodes, blocks, ht = st.rq, st.nodes, st.blocks, st.ht
     if rq[r].private_from == NEVER_PRIVATE:
         return
@@ -396,7 +418,8 @@ def _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index,
             done += take
             if latest_ntok + take == block_size:
                 # the block closes the request's whole token list so far
-                close_block_nb(blocks, ht, i, latest, chash[r], start_index + done >= rq[r].private_from)
+                close_block_nb(blocks, ht, ist, i, latest, chash[r], ph[start_index + done],
+                               start_index + done >= rq[r].private_from)
         else:
             for _ in range(n_new_blocks):
                 if in_prefill and done + 2 * block_size <= n_new and start_index + done + 2 * block_size < rq[r].private_from:
@@ -414,7 +437,8 @@ def _allocate_blocks_body_nb(st, reqs, i, r, block_size, start_index, end_index,
                 ist[i].kv_used += 1
                 ist[i].cache_misses += 1
                 if take == block_size and in_prefill:
-                    close_block_nb(blocks, ht, i, b, ph[start_index + end], start_index + end >= rq[r].private_from)
+                    close_block_nb(blocks, ht, ist, i, b, ph[start_index + end], ph[start_index + end],
+                                   start_index + end >= rq[r].private_from)
                 if not list_append_nb(rq, nodes, cs, r, b):
                     return False
                 a = start_index + done
@@ -445,7 +469,7 @@ def _reload_from_cpu_nb(st, i, block_size):
         blocks[i, b].ntok = copy.cpu_ntok
         blocks[i, b].ref = 0
         blocks[i, b].in_use = 0
-        close_block_nb(blocks, ht, i, b, h, False)
+        close_block_nb(blocks, ht, ist, i, b, h, h, False)
         _free_list_append_nb(blocks, ist, i, b)
         inst.pending_transfer += inst.transfer_base_latency + int(
             np.ceil(float(block_size) / inst.transfer_bandwidth))
@@ -520,7 +544,7 @@ def store_release_nb(st, i, r):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def try_append_decode_token_nb(blocks, ht, rq, chash, i, r, ph, seq_start, position, pow_table,
+def try_append_decode_token_nb(blocks, ht, ist, rq, chash, i, r, ph, seq_start, position, pow_table,
                                block_size):
     """Fast path of a decode allocation: the token fits in the request's partial last block.
 
@@ -546,5 +570,6 @@ def try_append_decode_token_nb(blocks, ht, rq, chash, i, r, ph, seq_start, posit
     if ntok + 1 == block_size:
         blocks[i, latest].ntok = block_size
         commit_pending_hash_nb(rq, chash, r, ph, seq_start, pow_table)
-        close_block_nb(blocks, ht, i, latest, chash[r], position + 1 >= req.private_from)
+        close_block_nb(blocks, ht, ist, i, latest, chash[r], ph[seq_start + position + 1],
+                       position + 1 >= req.private_from)
     return True

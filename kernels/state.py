@@ -63,6 +63,9 @@ instance_dt = records([
     ("memo_version", _I),
     ("memo_count", _I),
     ("last_entry", _I),  # the instance's latest entry in the step log (-1: none yet)
+    # 1 once a block closed with a hash other than its sequence's prefix hash (kv_cache.close_block_nb):
+    # from then on every hash goes into the prefix map at once
+    ("defer_off", _I),
     ("kv_block_ticks", _F),
     ("offload_threshold", _F),
     ("transfer_bandwidth", _F),

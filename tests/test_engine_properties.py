@@ -85,6 +85,28 @@ def test_engine_equals_oracle_and_keeps_invariants(scenario):
     assert_engine_equals_oracle(scenario)
 
 
+def test_a_request_keeping_blocks_after_a_failed_admission_finds_its_own_prefix_again():
+    """Request 2 shares two blocks with request 1, adopts them, closes a block of its own and then
+    fails to get the last one (3 KV blocks); it keeps what it got and is looked up again every
+    step, which must find its own block too (its hash is kept out of the prefix map until then)."""
+    assert_engine_equals_oracle(([0, 0, 500, 500], [[0], [0] * 5, [0] * 7, [0]], [[], [], [], []],
+                                 {"total_kv_blocks": 3, "block_size": 2, "max_running_reqs": 1,
+                                  "max_scheduled_tokens": 4, "long_prefill_token_threshold": 0,
+                                  "horizon": 2**63 - 1, "alpha": (0.0, 0.0, 0.0), "beta": (100.0, 0.0, 0.0),
+                                  "scheduler": "fcfs", "priority_policy": "constant"}))
+
+
+def test_a_block_list_that_does_not_start_at_the_sequence_start_publishes_every_hash():
+    """Request 4's whole input is cached, which the reference does not adopt, so its block list
+    starts after its input and its decode block closes with the hash of those two tokens alone,
+    "00": a hash other requests have, which must reach the prefix map with every hash kept out."""
+    assert_engine_equals_oracle(([0, 0, 1, 1, 1, 1, 1], [[0, 0]] * 6 + [[0, 1]], [[], [], [], [0], [0, 0], [], []],
+                                 {"total_kv_blocks": 3, "block_size": 2, "max_running_reqs": 2,
+                                  "max_scheduled_tokens": 4, "long_prefill_token_threshold": 0,
+                                  "horizon": 2**63 - 1, "alpha": (0.0, 0.0, 0.0), "beta": (100.0, 1.0, 0.0),
+                                  "scheduler": "fcfs", "priority_policy": "constant"}))
+
+
 # `-k small`: the same property on a few examples, for the slow debugging modes
 # (NUMBA_DISABLE_JIT=1 runs the kernel as Python; BLIS_SWEEP_NO_BORROW=1, see
 # tests/test_debug_switches.py). Seeded apart from the test above, so these examples add to it.
