@@ -354,9 +354,12 @@ def close_block_nb(blocks, ht, ist, i, b, h, canonical, private):
 def publish_deferred_nb(st, i, r):
     """Request r goes back to waiting (preempted, or its admission failed part-way): put the
     hashes its blocks hold into the prefix map (where the reference has had them since the
-    blocks filled), and publish from now on."""
+    blocks filled), and publish from now on (a later copy of one of them must replace it in the
+    map, as in the reference). A request that holds no block has never closed one (one that
+    did came through here when it gave its blocks up), so it keeps deferring: most failed
+    admissions fail before taking any block."""
     rq, nodes, blocks, ht = st.rq, st.nodes, st.blocks, st.ht
-    if rq[r].private_from == NEVER_PRIVATE:
+    if rq[r].private_from == NEVER_PRIVATE or rq[r].map_last == -1:
         return
     node = rq[r].map_last
     while node != -1:
